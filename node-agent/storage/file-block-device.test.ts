@@ -1,0 +1,96 @@
+import test from 'ava';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openFileBlockDevice, VolumeFileTooLargeError } from './file-block-device.ts';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+async function tempDir(t: { teardown(fn: () => Promise<void>): void }): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'metro-fbd-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+test('a new 1 GiB volume is sparse: full apparent size, almost no allocated blocks', async (t) => {
+  const path = join(await tempDir(t), 'vol');
+  const dev = await openFileBlockDevice({ path, sizeBytes: GiB });
+  await dev.write(512 * MiB, Buffer.alloc(4096, 0xab));
+  await dev.flush();
+  const st = await stat(path);
+  t.is(st.size, GiB);
+  t.is(dev.sizeBytes, GiB);
+  t.is(dev.blockSizeBytes, 512);
+  // st.blocks counts 512-byte units; one written 4 KiB page plus metadata stays far below 1 MiB.
+  t.true(st.blocks * 512 < MiB, `allocated ${st.blocks * 512} bytes`);
+  await dev.close();
+});
+
+test('unwritten regions read as zeros, written data reads back at odd offsets', async (t) => {
+  const path = join(await tempDir(t), 'vol');
+  const dev = await openFileBlockDevice({ path, sizeBytes: 8 * MiB });
+  t.deepEqual(await dev.read(3 * MiB + 512, 1536), Buffer.alloc(1536));
+  const data = Buffer.from(Array.from({ length: 3 * 512 }, (_, i) => (i * 7 + 3) & 0xff));
+  await dev.write(7 * 512, data);
+  t.deepEqual(await dev.read(7 * 512, data.length), data);
+  // A read straddling written and unwritten blocks.
+  const around = await dev.read(6 * 512, 5 * 512);
+  t.deepEqual(around.subarray(0, 512), Buffer.alloc(512));
+  t.deepEqual(around.subarray(512, 512 + data.length), data);
+  t.deepEqual(around.subarray(4 * 512), Buffer.alloc(512));
+  await dev.close();
+});
+
+test('data survives close and reopen, with FUA and with flush', async (t) => {
+  const path = join(await tempDir(t), 'vol');
+  const a = await openFileBlockDevice({ path, sizeBytes: 4 * MiB });
+  await a.write(0, Buffer.alloc(512, 1), { fua: true });
+  await a.write(4 * MiB - 4096, Buffer.alloc(4096, 2));
+  await a.flush();
+  await a.close();
+  const b = await openFileBlockDevice({ path, sizeBytes: 4 * MiB });
+  t.deepEqual(await b.read(0, 512), Buffer.alloc(512, 1));
+  t.deepEqual(await b.read(4 * MiB - 4096, 4096), Buffer.alloc(4096, 2));
+  await b.close();
+});
+
+test('many concurrent writes and reads land at their own offsets', async (t) => {
+  const path = join(await tempDir(t), 'vol');
+  const dev = await openFileBlockDevice({ path, sizeBytes: 4 * MiB });
+  const n = 64;
+  await Promise.all(Array.from({ length: n }, (_, i) => dev.write(i * 4096, Buffer.alloc(4096, i + 1))));
+  const reads = await Promise.all(Array.from({ length: n }, (_, i) => dev.read(i * 4096, 4096)));
+  reads.forEach((buf, i) => t.deepEqual(buf, Buffer.alloc(4096, i + 1), `block ${i}`));
+  await dev.close();
+});
+
+test('an enlarged volume keeps its data and grows sparsely; a shrunk one is refused', async (t) => {
+  const path = join(await tempDir(t), 'vol');
+  const a = await openFileBlockDevice({ path, sizeBytes: MiB });
+  await a.write(MiB - 512, Buffer.alloc(512, 9));
+  await a.close();
+  const b = await openFileBlockDevice({ path, sizeBytes: 2 * MiB });
+  t.is((await stat(path)).size, 2 * MiB);
+  t.deepEqual(await b.read(MiB - 512, 1024), Buffer.concat([Buffer.alloc(512, 9), Buffer.alloc(512)]));
+  await b.close();
+  await t.throwsAsync(openFileBlockDevice({ path, sizeBytes: MiB }), { instanceOf: VolumeFileTooLargeError });
+});
+
+test('an existing shorter file (truncated by hand) reads zeros past its old end', async (t) => {
+  const path = join(await tempDir(t), 'vol');
+  await writeFile(path, Buffer.alloc(1000, 5));
+  const dev = await openFileBlockDevice({ path, sizeBytes: 4096 });
+  const buf = await dev.read(0, 4096);
+  t.deepEqual(buf.subarray(0, 1000), Buffer.alloc(1000, 5));
+  t.deepEqual(buf.subarray(1000), Buffer.alloc(3096));
+  await dev.close();
+});
+
+test('I/O outside the volume is a bug and throws', async (t) => {
+  const path = join(await tempDir(t), 'vol');
+  const dev = await openFileBlockDevice({ path, sizeBytes: MiB });
+  await t.throwsAsync(dev.read(MiB - 512, 1024));
+  await t.throwsAsync(dev.write(-512, Buffer.alloc(512)));
+  await dev.close();
+});

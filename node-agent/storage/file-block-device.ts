@@ -1,0 +1,96 @@
+// A BlockDevice backed by one sparse file per volume: created with ftruncate on first open (never
+// preallocated, so unwritten regions cost no disk and read back as zeros), positional I/O through a
+// FileHandle so commands run concurrently, fdatasync for flush() and for FUA writes.
+import { open, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { assert } from '../../common/assert.ts';
+import type { BlockDevice } from './block-device.ts';
+
+export interface FileBlockDeviceOptions {
+  path: string;
+  sizeBytes: number;
+  /** Logical block size; 512 unless given. */
+  blockSizeBytes?: number;
+}
+
+/** Opening refused: the file exists and is larger than the volume (shrinking would lose data). */
+export class VolumeFileTooLargeError extends Error {
+  override name = 'VolumeFileTooLargeError';
+}
+
+export async function openFileBlockDevice(opts: FileBlockDeviceOptions): Promise<FileBlockDevice> {
+  const blockSizeBytes = opts.blockSizeBytes ?? 512;
+  assert(Number.isSafeInteger(opts.sizeBytes) && opts.sizeBytes > 0, `volume size ${opts.sizeBytes} must be a positive integer`);
+  assert(blockSizeBytes >= 512 && (blockSizeBytes & (blockSizeBytes - 1)) === 0, `block size ${blockSizeBytes} must be a power of two >= 512`);
+  assert(opts.sizeBytes % blockSizeBytes === 0, `volume size ${opts.sizeBytes} is not a multiple of the block size ${blockSizeBytes}`);
+  const handle = await open(opts.path, constants.O_RDWR | constants.O_CREAT, 0o600);
+  try {
+    const { size } = await handle.stat();
+    if (size > opts.sizeBytes) {
+      throw new VolumeFileTooLargeError(
+        `volume file ${opts.path} holds ${size} bytes, more than the volume's ${opts.sizeBytes}; refusing to shrink it`,
+      );
+    }
+    // Growing (first start, or a volume enlarged in the topology) only extends the sparse tail.
+    if (size < opts.sizeBytes) await handle.truncate(opts.sizeBytes);
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+  return new FileBlockDevice(handle, opts.sizeBytes, blockSizeBytes);
+}
+
+export class FileBlockDevice implements BlockDevice {
+  private closed = false;
+
+  constructor(
+    private readonly handle: FileHandle,
+    readonly sizeBytes: number,
+    readonly blockSizeBytes: number,
+  ) {}
+
+  async read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+    this.checkRange(offsetBytes, lengthBytes);
+    const buf = Buffer.allocUnsafe(lengthBytes);
+    let done = 0;
+    while (done < lengthBytes) {
+      const { bytesRead } = await this.handle.read(buf, done, lengthBytes - done, offsetBytes + done);
+      if (bytesRead === 0) {
+        // Past the end of the file (someone truncated it under us): the volume reads as zeros there.
+        buf.fill(0, done);
+        break;
+      }
+      done += bytesRead;
+    }
+    return buf;
+  }
+
+  async write(offsetBytes: number, data: Buffer, opts?: { fua?: boolean }): Promise<void> {
+    this.checkRange(offsetBytes, data.length);
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await this.handle.write(data, done, data.length - done, offsetBytes + done);
+      done += bytesWritten;
+    }
+    if (opts?.fua) await this.handle.datasync();
+  }
+
+  async flush(): Promise<void> {
+    assert(!this.closed, 'flush on a closed volume file');
+    await this.handle.datasync();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.handle.close();
+  }
+
+  private checkRange(offsetBytes: number, lengthBytes: number): void {
+    assert(!this.closed, 'I/O on a closed volume file');
+    assert(
+      offsetBytes >= 0 && lengthBytes >= 0 && offsetBytes + lengthBytes <= this.sizeBytes,
+      `I/O [${offsetBytes}, +${lengthBytes}) outside the volume of ${this.sizeBytes} bytes`,
+    );
+  }
+}
