@@ -54,10 +54,12 @@ function printText(cluster: string, r: {
   witness: ReturnType<typeof summarize> & { address: string };
   sites: Array<ReturnType<typeof summarize> & { name: string; groups: AgentStatus['groups'] }>;
 }): void {
-  const daemons = new Table({ head: ['daemon', 'state', 'pid', 'uptime'] });
+  // Colours only for a person at a terminal; scripts and logs get plain text.
+  const style = process.stdout.isTTY ? {} : { style: { head: [], border: [] } };
+  const daemons = new Table({ head: ['daemon', 'state', 'pid', 'uptime'], ...style });
   daemons.push(['witness', r.witness.up ? 'up' : `DOWN (${r.witness.reason})`, r.witness.pid ?? '', fmtUptime(r.witness.uptimeMs)]);
   for (const s of r.sites) daemons.push([`agent ${s.name}`, s.up ? 'up' : `DOWN (${s.reason})`, s.pid ?? '', fmtUptime(s.uptimeMs)]);
-  const groups = new Table({ head: ['group', 'site', 'role', 'epoch', 'LUNs'] });
+  const groups = new Table({ head: ['group', 'site', 'role', 'epoch', 'LUNs'], ...style });
   for (const s of r.sites) {
     for (const g of s.groups) {
       groups.push([g.name, s.name, g.role, g.epoch, g.volumes.map((v) => `${v.lun}:${v.name}`).join(' ')]);
