@@ -84,15 +84,16 @@ function siteNames(raw: RawTopology): string[] {
 }
 
 function checkReferences(raw: RawTopology, r: Report): void {
+  // A reference is only checked against a list that validated: one mistake, one message.
   const sites = siteNames(raw);
-  const siteNamesValid = (raw.sites ?? []).every((s) => s?.name !== undefined);
+  const siteNamesValid = sites.length > 0 && (raw.sites ?? []).every((s) => s?.name !== undefined);
   raw.groups?.forEach((g, i) => {
     const p = g?.preferredSite;
     if (p === undefined || sites.includes(p) || !siteNamesValid) return;
     r.error(`groups[${i}].preferredSite`, `found "${p}", expected the name of a site: ${sites.join(' or ')}${didYouMean(p, sites)}`);
   });
   const groups = [...new Set((raw.groups ?? []).flatMap((g) => (g?.name ? [g.name] : [])))];
-  const groupNamesValid = (raw.groups ?? []).every((g) => g?.name !== undefined);
+  const groupNamesValid = groups.length > 0 && (raw.groups ?? []).every((g) => g?.name !== undefined);
   raw.drills?.forEach((d, i) => {
     const g = d?.group;
     if (g === undefined || groups.includes(g) || !groupNamesValid) return;

@@ -78,7 +78,7 @@ export function formatSize(bytes: number): string {
     const factor = binaryUnits[unit];
     if (bytes >= factor) {
       const value = bytes / factor;
-      return `${Number.isInteger(value) ? value : value.toFixed(2).replace(/0+$/, '')} ${unit}`;
+      return `${Number(value.toFixed(2))} ${unit}`;
     }
   }
   return `${bytes} bytes`;
