@@ -21,6 +21,8 @@ export interface ClusterSpec {
   groups?: string; // YAML for the groups list; defaults to two groups over both sites
   access?: string; // YAML for the access block
   extra?: string;
+  /** Files written beside the topology before it is loaded (path relative to its folder), mode 0600. */
+  files?: Record<string, string>;
 }
 
 export interface TestCluster {
@@ -64,6 +66,10 @@ groups:${groups}
 ${spec.access ?? ''}
 ${spec.extra ?? ''}
 `;
+  for (const [rel, content] of Object.entries(spec.files ?? {})) {
+    await fs.mkdir(path.dirname(path.join(dir, rel)), { recursive: true });
+    await fs.writeFile(path.join(dir, rel), content, { mode: 0o600 });
+  }
   const file = path.join(dir, 'topology.yaml');
   await fs.writeFile(file, yaml);
   return { dir, file, net, name };

@@ -1,0 +1,16 @@
+// A small seeded PRNG (mulberry32) for tests whose inputs must replay exactly from a printed seed.
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function seedFromEnv(name = 'METRO_TEST_SEED'): number {
+  const v = process.env[name];
+  return v ? Number(v) >>> 0 : (Date.now() ^ (process.pid << 16)) >>> 0;
+}
