@@ -191,7 +191,8 @@ export class Validator {
     switch (spec.kind) {
       case 'string': {
         if (typeof value !== 'string' || value.trim() === '') {
-          this.problem(node, path, { expected });
+          const quote = typeof value === 'number' || typeof value === 'boolean' ? 'put it in quotes to use it as text' : undefined;
+          this.problem(node, path, { expected, hint: quote });
           return undefined;
         }
         const p = spec.check?.(value);

@@ -439,6 +439,20 @@ const cases: BadCase[] = [
     // and "witness" has no certificate
     count: 2,
   },
+  {
+    title: 'a number where text is expected',
+    text: edit(base, 'fireZone: building-c', 'fireZone: 3'),
+    path: 'witness.fireZone',
+    message: 'found 3, expected the name of a fire zone (any text, e.g. building-a); put it in quotes to use it as text',
+    at: '3, address',
+  },
+  {
+    title: 'insecure together with TLS files',
+    text: edit(base, 'drills:', 'security:\n  insecure: true\n  tls: { ca: ./pki/ca.crt }\ndrills:'),
+    path: 'security.insecure',
+    message: 'found true together with security.tls, expected one of them: TLS files, or insecure: true for plaintext',
+    at: 'true',
+  },
 ];
 
 for (const c of cases) {
@@ -654,6 +668,38 @@ test('present secret files are accepted, by absolute path, and their contents ar
     mutual: { user: 'target1', secretFile: path.join(dir, 'secrets/target1') },
   });
   t.false(JSON.stringify(r.topology).includes('secret-'));
+});
+
+test('missing TLS files are refused; present ones are given by absolute path', async (t) => {
+  const dir = tempDir();
+  const text = edit(
+    base,
+    'drills:',
+    'security:\n  tls:\n    ca: pki/ca.crt\n    daemons:\n      alpha: { cert: pki/a.crt, key: pki/a.key }\n      beta: { cert: pki/b.crt, key: pki/b.key }\n      witness: { cert: pki/w.crt, key: pki/w.key }\ndrills:',
+  );
+  const f = path.join(dir, 'topo.yaml');
+  writeFileSync(f, text);
+  mkdirSync(path.join(dir, 'pki'));
+  for (const name of ['ca.crt', 'a.crt', 'a.key', 'b.crt', 'b.key', 'w.crt']) writeFileSync(path.join(dir, 'pki', name), '');
+  const missing = await loadTopology(f);
+  if (missing.ok) return t.fail('accepted');
+  t.deepEqual(missing.errors.map((e) => e.path), ['security.tls.daemons.witness.key']);
+  t.is(missing.errors[0].message, `found pki/w.key (${dir}/pki/w.key), which does not exist, expected a file holding the private key of witness`);
+  t.deepEqual({ line: missing.errors[0].line, column: missing.errors[0].column }, positionOf(text, 'pki/w.key'));
+  writeFileSync(path.join(dir, 'pki/w.key'), '');
+  const r = await loadTopology(f);
+  if (!r.ok) return t.fail(r.errors.map(formatIssue).join('\n'));
+  t.deepEqual(r.topology.security, {
+    insecure: false,
+    tls: {
+      ca: path.join(dir, 'pki/ca.crt'),
+      daemons: {
+        alpha: { cert: path.join(dir, 'pki/a.crt'), key: path.join(dir, 'pki/a.key') },
+        beta: { cert: path.join(dir, 'pki/b.crt'), key: path.join(dir, 'pki/b.key') },
+        witness: { cert: path.join(dir, 'pki/w.crt'), key: path.join(dir, 'pki/w.key') },
+      },
+    },
+  });
 });
 
 test('a secret path that is a directory is refused', async (t) => {
