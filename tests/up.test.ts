@@ -20,16 +20,17 @@ async function waitGone(pids: number[], timeoutMs: number): Promise<boolean> {
 
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   test(`metroctl up starts every daemon, status sees them, ${signal} stops them all`, async (t) => {
-    const { dir, file, net } = await makeTopology();
+    const { dir, file, host } = await makeTopology();
+    const re = (n: 1 | 2 | 3): string => host(n).replace(/\./g, '\\.');
     let up: UpProcess | undefined;
     try {
       up = startUp(file);
       await up.waitFor(/^ready$/m, 60_000);
       const out = up.output();
-      t.regex(out, new RegExp(`^witness\\s+pid \\d+\\s+grpc 127\\.${net}\\.3\\.1:7400`, 'm'));
-      t.regex(out, new RegExp(`^agent alpha\\s+pid \\d+\\s+iscsi 127\\.${net}\\.1\\.1:3260\\s+grpc 127\\.${net}\\.1\\.1:7401`, 'm'));
-      t.regex(out, new RegExp(`^agent beta\\s+pid \\d+\\s+iscsi 127\\.${net}\\.2\\.1:3260\\s+grpc 127\\.${net}\\.2\\.1:7402`, 'm'));
-      t.regex(out, new RegExp(`iscsi://127\\.${net}\\.2\\.1:3260/iqn\\.2026-11\\.io\\.metrocluster:test\\.db/1`));
+      t.regex(out, new RegExp(`^witness\\s+pid \\d+\\s+grpc ${re(3)}:7400`, 'm'));
+      t.regex(out, new RegExp(`^agent alpha\\s+pid \\d+\\s+iscsi ${re(1)}:3260\\s+grpc ${re(1)}:7401`, 'm'));
+      t.regex(out, new RegExp(`^agent beta\\s+pid \\d+\\s+iscsi ${re(2)}:3260\\s+grpc ${re(2)}:7402`, 'm'));
+      t.regex(out, new RegExp(`iscsi://${re(2)}:3260/iqn\\.2026-11\\.io\\.metrocluster:test\\.db/1`));
       const pids = ['witness', 'agent alpha', 'agent beta'].map((n) => up!.pidOf(n));
 
       const status = await run(process.execPath, [metroctlBin, 'status', '-f', file, '-o', 'json'], { timeoutMs: 30_000 });

@@ -10,10 +10,13 @@ export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)
 export const metroctlBin = path.join(repoRoot, 'bin', 'metroctl.js');
 
 let counter = 0;
-/** A second octet no other test process uses at the same time (pid-derived, then a counter). */
-export function uniqueNet(): number {
+/** Loopback hosts no other test uses at the same time: the second octet from the pid (one test
+ *  file per process), the third from a counter within the process. host(n) is 127.a.b+n.1. */
+export function uniqueHosts(): (n: 1 | 2 | 3) => string {
   counter += 1;
-  return 10 + ((process.pid * 7 + counter * 31) % 240);
+  const a = 10 + (process.pid % 240);
+  const b = (counter * 4) % 252;
+  return (n) => `127.${a}.${b + n}.1`;
 }
 
 export interface ClusterSpec {
@@ -28,7 +31,7 @@ export interface ClusterSpec {
 export interface TestCluster {
   dir: string;
   file: string;
-  net: number;
+  host: (n: 1 | 2 | 3) => string;
   portal(site: 1 | 2): string; // "127.x.s.1:3260"
   iqn(group: string): string;
   name: string;
@@ -36,9 +39,9 @@ export interface TestCluster {
   stop(): Promise<void>;
 }
 
-export async function makeTopology(spec: ClusterSpec = {}): Promise<{ dir: string; file: string; net: number; name: string }> {
+export async function makeTopology(spec: ClusterSpec = {}): Promise<{ dir: string; file: string; host: (n: 1 | 2 | 3) => string; name: string }> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'metro-test-'));
-  const net = uniqueNet();
+  const host = uniqueHosts();
   const name = spec.name ?? 'test';
   const groups = spec.groups ?? `
   - name: db
@@ -53,15 +56,15 @@ metadata: { name: ${name} }
 sites:
   - name: alpha
     fireZone: building-a
-    agent:  { address: 127.${net}.1.1, port: 7401 }
-    portal: { address: 127.${net}.1.1, port: 3260 }
+    agent:  { address: ${host(1)}, port: 7401 }
+    portal: { address: ${host(1)}, port: 3260 }
     dataDir: ./data/alpha
   - name: beta
     fireZone: building-b
-    agent:  { address: 127.${net}.2.1, port: 7402 }
-    portal: { address: 127.${net}.2.1, port: 3260 }
+    agent:  { address: ${host(2)}, port: 7402 }
+    portal: { address: ${host(2)}, port: 3260 }
     dataDir: ./data/beta
-witness: { fireZone: building-c, address: 127.${net}.3.1, port: 7400, dataDir: ./data/witness }
+witness: { fireZone: building-c, address: ${host(3)}, port: 7400, dataDir: ./data/witness }
 groups:${groups}
 ${spec.access ?? ''}
 ${spec.extra ?? ''}
@@ -72,7 +75,7 @@ ${spec.extra ?? ''}
   }
   const file = path.join(dir, 'topology.yaml');
   await fs.writeFile(file, yaml);
-  return { dir, file, net, name };
+  return { dir, file, host, name };
 }
 
 export interface UpProcess {
@@ -127,12 +130,12 @@ export async function stopUp(up: UpProcess): Promise<void> {
 
 /** Writes a topology, runs `metroctl up` on it and waits until every daemon is ready. */
 export async function startCluster(spec: ClusterSpec = {}): Promise<TestCluster> {
-  const { dir, file, net, name } = await makeTopology(spec);
+  const { dir, file, host, name } = await makeTopology(spec);
   const up = startUp(file);
   await up.waitFor(/^ready$/m, 60_000);
   return {
-    dir, file, net, name, up,
-    portal: (site) => `127.${net}.${site}.1:3260`,
+    dir, file, host, name, up,
+    portal: (site) => `${host(site)}:3260`,
     iqn: (group) => `iqn.2026-11.io.metrocluster:${name}.${group}`,
     stop: async () => {
       await stopUp(up);
