@@ -201,4 +201,8 @@ test('a bug in the device layer is not disguised as sense data', async (t) => {
     throw new TypeError('bug');
   };
   await t.throwsAsync(f.exec(read10(0, 1)), { instanceOf: TypeError });
+  f.devices[0].read = async () => {
+    throw Object.assign(new TypeError('misuse'), { code: 'ERR_INVALID_ARG_TYPE' });
+  };
+  await t.throwsAsync(f.exec(read10(0, 1)), { message: 'misuse' });
 });

@@ -198,8 +198,9 @@ function unitAttention(code: AdditionalSense): ScsiResponse {
  */
 function deviceFailure(spec: CommandSpec, err: unknown): ScsiResponse {
   if (err instanceof AssertionFailed) throw err;
+  // System errors carry errno names (EIO, ENOSPC); Node's own ERR_* codes mean a misuse, a bug.
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (typeof code !== 'string' || !code.startsWith('E')) throw err;
+  if (typeof code !== 'string' || !/^E[A-Z0-9]+$/.test(code)) throw err;
   if (code === 'ENOSPC' || code === 'EDQUOT') {
     // A thin volume file could not grow (SBC-3 4.7.3.6).
     return checkCondition({ key: SenseKey.DataProtect, code: Asc.SpaceAllocationFailedWriteProtect });
