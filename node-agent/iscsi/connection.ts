@@ -1,0 +1,962 @@
+// Full feature phase of one connection (one connection per session, ERL 0): the command window,
+// Data-Out collection (immediate, unsolicited, R2T-solicited), delivery to the SCSI layer in CmdSN
+// order, Data-In/SCSI Response with residuals, NOP-Out/NOP-In, Text (SendTargets), Logout, task
+// management and Reject. A pure core driven by calls (receive, complete, tick): it never touches a
+// socket, timer or clock; what it must do goes out through ConnectionIo.
+import { assert } from '../../common/assert.ts';
+import {
+  AsyncEvent,
+  InitiatorOpcode,
+  LogoutReason,
+  LogoutResponseCode,
+  RejectReason,
+  ScsiResponseCode,
+  tagNone,
+  textBytesMax,
+} from './constants.ts';
+import { CommandWindow } from './command-window.ts';
+import { planDataIn, readResidual, residualOf } from './data-in.ts';
+import type { LoginResult } from './login.ts';
+import { negotiate, initialNegotiation, type SessionParams, type TargetPreferences } from './negotiation.ts';
+import type { ParseResult } from './pdu-parser.ts';
+import {
+  decodeDataOut,
+  decodeLogoutRequest,
+  decodeNopOut,
+  decodeScsiCommand,
+  decodeTaskManagement,
+  decodeTextRequest,
+  encodeAsyncMessage,
+  encodeDataIn,
+  encodeLogoutResponse,
+  encodeNopIn,
+  encodeR2T,
+  encodeReject,
+  encodeScsiResponse,
+  encodeTaskManagementResponse,
+  encodeTextResponse,
+  framePdu,
+  isImmediate,
+  noResidual,
+  opcodeOf,
+  senseSegment,
+  snAdd,
+  type Digests,
+  type Pdu,
+  type Residual,
+  type ScsiCommandPdu,
+  type Sequence,
+} from './pdu.ts';
+import { decodeText, encodeText, splitText, type TextPair } from './text-keys.ts';
+import {
+  ScsiStatus,
+  type Nexus,
+  type ScsiRequest,
+  type ScsiResponse,
+  type TargetRegistry,
+  type TaskManagementFunction,
+  type TaskManagementResult,
+} from '../scsi/types.ts';
+
+export interface ConnectionLimits {
+  /** Non-immediate commands outstanding per session (the MaxCmdSN window). */
+  readonly commandWindowMax: number;
+  /** Immediate SCSI commands outstanding at once; more are rejected (§11.17.1 reason 0x06). */
+  readonly immediateCommandsMax: number;
+  /** Largest write (ExpectedDataTransferLength) one command may buffer. */
+  readonly commandDataBytesMax: number;
+  /** Data-Out bytes buffered or solicited per connection before R2Ts wait. */
+  readonly pendingDataBytesMax: number;
+  /** Idle time after which the target pings with a NOP-In. */
+  readonly nopInIntervalMs: number;
+  /** A ping with no traffic from the initiator for this long ends the connection. */
+  readonly nopInTimeoutMs: number;
+}
+
+/** The edge the core drives; the portal implements it over a socket and the SCSI target. */
+export interface ConnectionIo {
+  /** The wire buffers of one or more PDUs, in order; write them together (cork/writev). */
+  send(parts: Buffer[]): void;
+  /** Run one command; answer with complete(serial, response) or fail(serial). */
+  execute(serial: number, req: ScsiRequest): void;
+  /** Run one task management function; answer with completeTaskManagement(serial, result). */
+  taskManagement(serial: number, req: { fn: TaskManagementFunction; nexus: Nexus; lun: number }): void;
+  /** End the connection once what was sent is flushed. Called at most once. */
+  close(reason: string): void;
+}
+
+export interface ConnectionSetup {
+  readonly login: LoginResult;
+  readonly nexus: Nexus;
+  readonly prefs: TargetPreferences;
+  readonly limits: ConnectionLimits;
+  /** For SendTargets. */
+  readonly discovery: TargetRegistry['discovery'];
+  readonly nowMs: number;
+}
+
+type TaskState = 'collecting' | 'ready' | 'executing';
+
+interface R2TState {
+  readonly task: Task;
+  readonly offset: number;
+  readonly length: number;
+  next: number;
+}
+
+interface Task {
+  readonly serial: number;
+  readonly cmd: ScsiCommandPdu;
+  state: TaskState;
+  /** Data-Out pieces in arrival order, each at its buffer offset. */
+  readonly pieces: Array<{ offset: number; data: Buffer }>;
+  received: number;
+  /** Unsolicited Data-Out may still arrive, starting at unsolicitedNext, up to unsolicitedEnd. */
+  unsolicitedOpen: boolean;
+  unsolicitedNext: number;
+  readonly unsolicitedEnd: number;
+  nextR2TOffset: number;
+  readonly r2ts: Map<number, R2TState>;
+  /** DataSN/R2TSN: shared by Data-In and R2T of the task (§11.7.5, §11.8.5). */
+  sn: number;
+  abort?: AbortController;
+  /** The transport's own refusal, answered once the task's data is in. */
+  failure?: Buffer;
+}
+
+interface TextExchange {
+  readonly itt: number;
+  readonly ttt: number;
+  request: Buffer[];
+  requestBytes: number;
+  /** Our answer's remaining segments (sent on the initiator's empty continuation requests). */
+  segments: Buffer[];
+}
+
+const tmfFunctions: Readonly<Record<number, TaskManagementFunction>> = {
+  1: 'abort-task',
+  2: 'abort-task-set',
+  3: 'clear-aca',
+  4: 'clear-task-set',
+  5: 'logical-unit-reset',
+  6: 'target-warm-reset',
+  7: 'target-cold-reset',
+  8: 'task-reassign',
+};
+/** Task management response codes (RFC 7143 §11.6.1). */
+const tmfResponseCodes: Readonly<Record<TaskManagementResult, number>> = {
+  'function-complete': 0,
+  'task-does-not-exist': 1,
+  'lun-does-not-exist': 2,
+  'task-still-allegiant': 3,
+  'reassignment-not-supported': 4,
+  'function-not-supported': 5,
+  'authorization-failed': 6,
+  'function-rejected': 255,
+};
+
+/** Fixed-format sense (SPC-4 4.5.3) for the transport's own refusals. */
+export function fixedSense(key: number, asc: number, ascq: number): Buffer {
+  const s = Buffer.alloc(18);
+  s[0] = 0x70;
+  s[2] = key;
+  s[7] = 10;
+  s[12] = asc;
+  s[13] = ascq;
+  return s;
+}
+const senseAbortedCommand = 0x0b;
+const senseIllegalRequest = 0x05;
+
+export class FullFeatureConnection {
+  readonly nexus: Nexus;
+  private readonly login: LoginResult;
+  private params: SessionParams;
+  private readonly prefs: TargetPreferences;
+  private readonly limits: ConnectionLimits;
+  private readonly discovery: TargetRegistry['discovery'];
+  private readonly window: CommandWindow<Pdu>;
+  private statSN: number;
+  private readonly tasks = new Map<number, Task>(); // by ITT
+  private readonly executing = new Map<number, Task>(); // by serial
+  private readonly order: Task[] = []; // non-immediate tasks not yet executed, CmdSN order
+  private readonly collecting = new Set<Task>(); // tasks that still need Data-Out, arrival order
+  private readonly r2tByTag = new Map<number, R2TState>();
+  private readonly tombstones = new Set<number>(); // CmdSNs aborted before they arrived
+  private readonly pendingTmf = new Map<number, { itt: number; windowed: boolean; cold: boolean }>();
+  private text?: TextExchange;
+  private serial = 0;
+  private nextTag = 1;
+  private immediateOutstanding = 0;
+  private bufferedBytes = 0;
+  private solicitedBytes = 0;
+  private lastActivityMs: number;
+  private ping?: { ttt: number; sentMs: number };
+  private out: Buffer[] = [];
+  private closed = false;
+
+  constructor(
+    setup: ConnectionSetup,
+    private readonly io: ConnectionIo,
+  ) {
+    this.login = setup.login;
+    this.nexus = setup.nexus;
+    this.params = setup.login.params;
+    this.prefs = setup.prefs;
+    this.limits = setup.limits;
+    this.discovery = setup.discovery;
+    this.window = new CommandWindow(setup.login.cmdSN, setup.limits.commandWindowMax);
+    this.statSN = setup.login.statSN;
+    this.lastActivityMs = setup.nowMs;
+  }
+
+  get digests(): Digests {
+    return { header: this.params.headerDigest, data: this.params.dataDigest };
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Commands accepted and not answered, for status and tests. */
+  get outstandingCommands(): number {
+    return this.window.outstandingCount + this.immediateOutstanding;
+  }
+
+  get expCmdSN(): number {
+    return this.window.expCmdSN;
+  }
+
+  receive(result: ParseResult, nowMs: number): void {
+    if (this.closed) return;
+    this.lastActivityMs = nowMs;
+    this.ping = undefined; // any traffic answers a ping
+    if (result.kind === 'fatal') {
+      this.shutdown(`unrecoverable PDU: ${result.reason}`);
+      return;
+    }
+    if (result.kind === 'data-digest-error') this.onDataDigestError(result.pdu);
+    else this.dispatch(result.pdu);
+    this.flush();
+  }
+
+  /** The SCSI layer finished a command. Ignored for aborted tasks: they never complete. */
+  complete(serial: number, response: ScsiResponse): void {
+    const task = this.executing.get(serial);
+    if (task === undefined || this.closed) return;
+    this.retire(task);
+    this.sendScsiResult(task, response);
+    this.flush();
+  }
+
+  /** The SCSI layer failed unexpectedly (a bug or an I/O fault it did not map): Target Failure. */
+  fail(serial: number): void {
+    const task = this.executing.get(serial);
+    if (task === undefined || this.closed) return;
+    this.retire(task);
+    this.emit(
+      encodeScsiResponse({
+        ...this.seq(true),
+        response: ScsiResponseCode.TargetFailure,
+        status: 0,
+        initiatorTaskTag: task.cmd.initiatorTaskTag,
+        expDataSN: task.sn,
+        residual: noResidual,
+        dataLength: 0,
+      }),
+    );
+    this.flush();
+  }
+
+  completeTaskManagement(serial: number, result: TaskManagementResult): void {
+    const pending = this.pendingTmf.get(serial);
+    if (pending === undefined || this.closed) return;
+    this.pendingTmf.delete(serial);
+    this.answerTmf(pending.itt, tmfResponseCodes[result], pending.windowed);
+    this.flush();
+    if (pending.cold) this.shutdown('target cold reset');
+  }
+
+  /** Time passes: ping an idle initiator, drop one that stopped answering. */
+  tick(nowMs: number): void {
+    if (this.closed) return;
+    if (this.ping !== undefined) {
+      if (nowMs - this.ping.sentMs >= this.limits.nopInTimeoutMs) this.shutdown('initiator did not answer NOP-In');
+      return;
+    }
+    if (nowMs - this.lastActivityMs < this.limits.nopInIntervalMs) return;
+    const ttt = this.newTag();
+    this.ping = { ttt, sentMs: nowMs };
+    // §11.19: ITT 0xffffffff, a TTT the initiator must echo; StatSN not advanced.
+    this.emit(encodeNopIn({ ...this.seq(false), lun: 0, initiatorTaskTag: tagNone, targetTransferTag: ttt, dataLength: 0 }));
+    this.flush();
+  }
+
+  /** Asks the initiator to log out within timeS seconds (Async Message, §11.9.1), e.g. on shutdown. */
+  requestLogout(timeS: number): void {
+    if (this.closed) return;
+    this.emit(
+      encodeAsyncMessage({
+        ...this.seq(true),
+        lun: 0,
+        event: AsyncEvent.RequestLogout,
+        vcode: 0,
+        parameter1: 0,
+        parameter2: 0,
+        parameter3: timeS,
+        dataLength: 0,
+      }),
+    );
+    this.flush();
+  }
+
+  /** The connection is gone (or must go): every task is aborted and nothing more is sent. */
+  shutdown(reason: string): void {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    for (const task of [...this.tasks.values()]) task.abort?.abort();
+    this.tasks.clear();
+    this.executing.clear();
+    this.order.length = 0;
+    this.collecting.clear();
+    this.r2tByTag.clear();
+    this.pendingTmf.clear();
+    this.io.close(reason);
+  }
+
+  // ---- dispatch ----
+
+  private dispatch(pdu: Pdu): void {
+    const op = opcodeOf(pdu.bhs);
+    switch (op) {
+      case InitiatorOpcode.DataOut:
+        this.onDataOut(pdu);
+        return;
+      case InitiatorOpcode.NopOut:
+      case InitiatorOpcode.ScsiCommand:
+      case InitiatorOpcode.TaskManagementRequest:
+      case InitiatorOpcode.TextRequest:
+      case InitiatorOpcode.LogoutRequest:
+        if (op === InitiatorOpcode.NopOut && pdu.bhs.readUInt32BE(16) === tagNone) {
+          this.onPingAnswer(pdu); // a NOP-Out with no ITT wants no answer and takes no CmdSN
+          return;
+        }
+        if (isImmediate(pdu.bhs)) {
+          this.handleCommand(pdu, false);
+          return;
+        }
+        this.ordered(pdu);
+        return;
+      case InitiatorOpcode.Snack:
+        this.reject(RejectReason.ProtocolError, pdu.bhs); // ERL 0 has no SNACK (§7.1.1)
+        return;
+      case InitiatorOpcode.LoginRequest:
+        this.reject(RejectReason.ProtocolError, pdu.bhs);
+        return;
+      default:
+        this.reject(RejectReason.CommandNotSupported, pdu.bhs);
+    }
+  }
+
+  private ordered(pdu: Pdu): void {
+    const arrival = this.window.arrive(pdu.bhs.readUInt32BE(24), pdu);
+    if (arrival.kind !== 'deliver') return;
+    for (const item of arrival.items) {
+      if (this.closed) return;
+      this.handleCommand(item, true);
+    }
+  }
+
+  /** `windowed`: the PDU took a CmdSN slot, which its answer must release. */
+  private handleCommand(pdu: Pdu, windowed: boolean): void {
+    const op = opcodeOf(pdu.bhs);
+    const discovery = this.login.sessionType === 'Discovery';
+    if (discovery && op !== InitiatorOpcode.TextRequest && op !== InitiatorOpcode.LogoutRequest && op !== InitiatorOpcode.NopOut) {
+      // A discovery session allows only Text (SendTargets) and Logout (§13.21); NOP-Out is harmless.
+      this.rejectCommand(RejectReason.ProtocolError, pdu.bhs, windowed);
+      return;
+    }
+    switch (op) {
+      case InitiatorOpcode.ScsiCommand:
+        this.onScsiCommand(pdu, windowed);
+        return;
+      case InitiatorOpcode.NopOut:
+        this.onNopOut(pdu, windowed);
+        return;
+      case InitiatorOpcode.TextRequest:
+        this.onText(pdu, windowed);
+        return;
+      case InitiatorOpcode.LogoutRequest:
+        this.onLogout(pdu, windowed);
+        return;
+      case InitiatorOpcode.TaskManagementRequest:
+        this.onTaskManagement(pdu, windowed);
+        return;
+    }
+  }
+
+  // ---- SCSI commands and Data-Out ----
+
+  private onScsiCommand(pdu: Pdu, windowed: boolean): void {
+    const decoded = decodeScsiCommand(pdu);
+    if (!decoded.ok) {
+      this.rejectCommand(RejectReason.InvalidPduField, pdu.bhs, windowed);
+      return;
+    }
+    const cmd = decoded.value;
+    if (windowed && this.tombstones.delete(cmd.cmdSN)) {
+      this.window.finish(); // aborted before it arrived (§11.5.1): discarded, no answer
+      return;
+    }
+    const refusal = this.checkCommand(cmd, pdu.data, windowed);
+    if (refusal !== undefined) {
+      this.rejectCommand(refusal, pdu.bhs, windowed);
+      return;
+    }
+    if (!windowed) this.immediateOutstanding++;
+    const p = this.params;
+    const unsolicitedEnd = !cmd.write ? 0 : p.initialR2T ? pdu.data.length : Math.min(p.firstBurstBytes, cmd.expectedDataLength);
+    const task: Task = {
+      serial: ++this.serial,
+      cmd,
+      state: 'collecting',
+      pieces: [],
+      received: 0,
+      unsolicitedOpen: cmd.write && !cmd.final,
+      unsolicitedNext: pdu.data.length,
+      unsolicitedEnd,
+      nextR2TOffset: 0,
+      r2ts: new Map(),
+      sn: 0,
+    };
+    if (cmd.write && cmd.expectedDataLength > this.limits.commandDataBytesMax) {
+      // More than we will buffer: refused as the SCSI layer refuses an oversized transfer.
+      task.failure = fixedSense(senseIllegalRequest, 0x24, 0x00);
+    }
+    this.tasks.set(cmd.initiatorTaskTag, task);
+    if (windowed) this.order.push(task);
+    if (pdu.data.length > 0) this.addPiece(task, 0, pdu.data);
+    this.afterData(task);
+  }
+
+  /** A reason to reject the command PDU, or undefined when it is well formed (§11.3). */
+  private checkCommand(cmd: ScsiCommandPdu, immediateData: Buffer, windowed: boolean): RejectReason | undefined {
+    const p = this.params;
+    if (cmd.initiatorTaskTag === tagNone) return RejectReason.InvalidPduField;
+    if (this.tasks.has(cmd.initiatorTaskTag)) return RejectReason.TaskInProgress;
+    if (!windowed && this.immediateOutstanding >= this.limits.immediateCommandsMax) return RejectReason.ImmediateCommandReject;
+    if (!cmd.write && (immediateData.length > 0 || !cmd.final)) return RejectReason.ProtocolError;
+    if (cmd.write && cmd.read && cmd.expectedReadLength === undefined) return RejectReason.ProtocolError;
+    if (immediateData.length > 0 && !p.immediateData) return RejectReason.ProtocolError;
+    if (immediateData.length > cmd.expectedDataLength || immediateData.length > p.firstBurstBytes) return RejectReason.ProtocolError;
+    if (cmd.write && !cmd.final && (p.initialR2T || immediateData.length >= Math.min(p.firstBurstBytes, cmd.expectedDataLength))) {
+      return RejectReason.ProtocolError; // unsolicited Data-Out announced where none may follow
+    }
+    return undefined;
+  }
+
+  private onDataOut(pdu: Pdu): void {
+    const d = decodeDataOut(pdu);
+    const task = this.tasks.get(d.initiatorTaskTag);
+    if (task === undefined || task.state !== 'collecting') {
+      // Unsolicited data for a task we already ended is dropped quietly; anything else is an error.
+      if (d.targetTransferTag !== tagNone || task !== undefined) this.reject(RejectReason.InvalidPduField, pdu.bhs);
+      return;
+    }
+    const end = d.bufferOffset + d.data.length;
+    if (d.targetTransferTag === tagNone) {
+      if (!task.unsolicitedOpen || d.bufferOffset !== task.unsolicitedNext || end > task.unsolicitedEnd) {
+        this.reject(RejectReason.ProtocolError, pdu.bhs);
+        return;
+      }
+      task.unsolicitedNext = end;
+      if (d.final) task.unsolicitedOpen = false;
+    } else {
+      const r2t = this.r2tByTag.get(d.targetTransferTag);
+      if (r2t === undefined || r2t.task !== task) {
+        this.reject(RejectReason.InvalidPduField, pdu.bhs);
+        return;
+      }
+      if (d.bufferOffset !== r2t.next || end > r2t.offset + r2t.length) {
+        this.reject(RejectReason.ProtocolError, pdu.bhs);
+        return;
+      }
+      r2t.next = end;
+      this.solicitedBytes -= d.data.length;
+      if (r2t.next === r2t.offset + r2t.length) {
+        this.r2tByTag.delete(d.targetTransferTag);
+        task.r2ts.delete(d.targetTransferTag);
+      }
+    }
+    if (d.data.length > 0) this.addPiece(task, d.bufferOffset, d.data);
+    this.afterData(task);
+  }
+
+  private addPiece(task: Task, offset: number, data: Buffer): void {
+    if (task.failure === undefined) task.pieces.push({ offset, data });
+    task.received += data.length;
+    this.bufferedBytes += data.length;
+  }
+
+  /** After a command or Data-Out: is the data complete, or are R2Ts due? */
+  private afterData(task: Task): void {
+    const cmd = task.cmd;
+    // A refused command solicits nothing more: it is answered once unsolicited data stops.
+    const done = !cmd.write || task.received >= cmd.expectedDataLength || (task.failure !== undefined && !task.unsolicitedOpen);
+    if (done) {
+      task.state = 'ready';
+      this.collecting.delete(task);
+      if (cmd.immediate) this.start(task);
+      else this.pump();
+      return;
+    }
+    if (task.nextR2TOffset === 0 && !task.unsolicitedOpen) task.nextR2TOffset = task.received;
+    this.collecting.add(task);
+    this.solicit();
+  }
+
+  /** Issues R2Ts (§11.8) in task arrival order within MaxOutstandingR2T, MaxBurstLength and the
+   *  connection's buffering budget; the oldest task may always have one R2T so it progresses. */
+  private solicit(): void {
+    let first = true;
+    for (const task of this.collecting) {
+      const edtl = task.cmd.expectedDataLength;
+      while (!task.unsolicitedOpen && task.failure === undefined && task.nextR2TOffset < edtl && task.r2ts.size < this.params.maxOutstandingR2T) {
+        const length = Math.min(this.params.maxBurstBytes, edtl - task.nextR2TOffset);
+        const withinBudget = this.bufferedBytes + this.solicitedBytes + length <= this.limits.pendingDataBytesMax;
+        if (!withinBudget && !(first && task.r2ts.size === 0)) return;
+        const ttt = this.newTag();
+        const r2t: R2TState = { task, offset: task.nextR2TOffset, length, next: task.nextR2TOffset };
+        task.r2ts.set(ttt, r2t);
+        this.r2tByTag.set(ttt, r2t);
+        this.solicitedBytes += length;
+        task.nextR2TOffset += length;
+        this.emit(
+          encodeR2T({
+            ...this.seq(false),
+            lun: task.cmd.lun,
+            initiatorTaskTag: task.cmd.initiatorTaskTag,
+            targetTransferTag: ttt,
+            r2tSN: task.sn++,
+            bufferOffset: r2t.offset,
+            desiredLength: length,
+          }),
+        );
+      }
+      first = false;
+    }
+  }
+
+  /** Starts the non-immediate tasks whose turn has come, strictly in CmdSN order (immediate ones
+   *  start as soon as their data is in). */
+  private pump(): void {
+    while (this.order.length > 0 && this.order[0].state === 'ready') this.start(this.order.shift()!);
+  }
+
+  private start(task: Task): void {
+    task.state = 'executing';
+    this.executing.set(task.serial, task);
+    if (task.failure !== undefined) {
+      this.retire(task);
+      this.sendScsiResult(task, { status: ScsiStatus.CheckCondition, sense: task.failure });
+      return;
+    }
+    const cmd = task.cmd;
+    task.abort = new AbortController();
+    const req: ScsiRequest = {
+      nexus: this.nexus,
+      lun: cmd.lun,
+      cdb: cmd.cdb,
+      taskTag: cmd.initiatorTaskTag,
+      attribute: cmd.attribute,
+      expectedDataLength: cmd.expectedDataLength,
+      expectedReadLength: cmd.expectedReadLength,
+      dataOut: cmd.write ? assemble(task) : undefined,
+      signal: task.abort.signal,
+    };
+    this.io.execute(task.serial, req);
+  }
+
+  /** The task leaves every table and its window slot opens. */
+  private retire(task: Task): void {
+    this.tasks.delete(task.cmd.initiatorTaskTag);
+    this.executing.delete(task.serial);
+    this.collecting.delete(task);
+    for (const [ttt, r2t] of task.r2ts) {
+      this.r2tByTag.delete(ttt);
+      this.solicitedBytes -= r2t.offset + r2t.length - r2t.next;
+    }
+    task.r2ts.clear();
+    const at = this.order.indexOf(task);
+    if (at >= 0) this.order.splice(at, 1);
+    this.bufferedBytes -= task.received;
+    if (task.cmd.immediate) this.immediateOutstanding--;
+    else this.window.finish();
+  }
+
+  private sendScsiResult(task: Task, response: ScsiResponse): void {
+    const cmd = task.cmd;
+    const bidi = cmd.read && cmd.write;
+    let residual: Residual = noResidual;
+    let bidiResidual: Residual | undefined;
+    let dataIn: Buffer = Buffer.alloc(0);
+    if (cmd.read) {
+      const expected = bidi ? (cmd.expectedReadLength ?? 0) : cmd.expectedDataLength;
+      const returned = response.dataIn ?? Buffer.alloc(0);
+      dataIn = returned.length > expected ? returned.subarray(0, expected) : returned;
+      const r = readResidual(expected, returned.length, bidi ? undefined : response.commandTransferBytes);
+      if (bidi) bidiResidual = r;
+      else residual = r;
+    }
+    if (cmd.write) {
+      residual = residualOf(cmd.expectedDataLength, response.commandTransferBytes ?? cmd.expectedDataLength);
+    } else if (!cmd.read) {
+      residual = residualOf(cmd.expectedDataLength, response.commandTransferBytes ?? cmd.expectedDataLength);
+    }
+    // §11.7.4: status rides on the last Data-In only when no sense is needed and it is not an exception.
+    const collapse =
+      dataIn.length > 0 &&
+      response.sense === undefined &&
+      !bidi &&
+      (response.status === ScsiStatus.Good || response.status === ScsiStatus.ConditionMet);
+    const segments = planDataIn(dataIn.length, this.params.initiatorMaxRecvDataSegmentBytes, this.params.maxBurstBytes);
+    for (let i = 0; i < segments.length; i++) {
+      const seg = segments[i];
+      const last = i === segments.length - 1;
+      const withStatus = last && collapse;
+      const seq = this.seq(withStatus);
+      this.emit(
+        encodeDataIn({
+          final: seg.final,
+          lun: cmd.lun,
+          initiatorTaskTag: cmd.initiatorTaskTag,
+          expCmdSN: seq.expCmdSN,
+          maxCmdSN: seq.maxCmdSN,
+          dataSN: task.sn++,
+          bufferOffset: seg.offsetBytes,
+          dataLength: seg.lengthBytes,
+          status: withStatus ? { status: response.status, statSN: seq.statSN, residual } : undefined,
+        }),
+        dataIn.subarray(seg.offsetBytes, seg.offsetBytes + seg.lengthBytes),
+      );
+    }
+    if (collapse) return;
+    const sense = response.sense !== undefined ? senseSegment(response.sense) : undefined;
+    this.emit(
+      encodeScsiResponse({
+        ...this.seq(true),
+        response: ScsiResponseCode.CommandCompleted,
+        status: response.status,
+        initiatorTaskTag: cmd.initiatorTaskTag,
+        expDataSN: task.sn,
+        residual,
+        bidiResidual,
+        dataLength: sense?.length ?? 0,
+      }),
+      sense,
+    );
+  }
+
+  private onDataDigestError(pdu: Pdu): void {
+    // §7.8: the PDU is discarded and rejected. A Data-Out's task cannot be completed at ERL 0, so it
+    // ends with CHECK CONDITION (ABORTED COMMAND, PROTOCOL SERVICE CRC ERROR) once its data is in.
+    this.reject(RejectReason.DataDigestError, pdu.bhs);
+    if (opcodeOf(pdu.bhs) !== InitiatorOpcode.DataOut) return;
+    const d = decodeDataOut(pdu);
+    const task = this.tasks.get(d.initiatorTaskTag);
+    if (task === undefined || task.state !== 'collecting') return;
+    task.failure ??= fixedSense(senseAbortedCommand, 0x47, 0x05);
+    task.pieces.length = 0;
+    // Count the lost bytes as received so the sequence still completes.
+    const r2t = this.r2tByTag.get(d.targetTransferTag);
+    if (r2t !== undefined && r2t.task === task && d.bufferOffset === r2t.next) {
+      r2t.next += d.data.length;
+      this.solicitedBytes -= d.data.length;
+      if (r2t.next >= r2t.offset + r2t.length) {
+        this.r2tByTag.delete(d.targetTransferTag);
+        task.r2ts.delete(d.targetTransferTag);
+      }
+    } else if (d.targetTransferTag === tagNone && d.final) {
+      task.unsolicitedOpen = false;
+    }
+    task.received += d.data.length;
+    this.bufferedBytes += d.data.length;
+    this.afterData(task);
+  }
+
+  // ---- NOP ----
+
+  private onPingAnswer(pdu: Pdu): void {
+    const nop = decodeNopOut(pdu);
+    if (this.ping !== undefined && nop.targetTransferTag === this.ping.ttt) this.ping = undefined;
+  }
+
+  private onNopOut(pdu: Pdu, windowed: boolean): void {
+    const nop = decodeNopOut(pdu);
+    if (windowed) this.window.finish();
+    const data = nop.data.subarray(0, Math.min(nop.data.length, this.params.initiatorMaxRecvDataSegmentBytes));
+    this.emit(
+      encodeNopIn({
+        ...this.seq(true),
+        lun: nop.lun,
+        initiatorTaskTag: nop.initiatorTaskTag,
+        targetTransferTag: tagNone,
+        dataLength: data.length,
+      }),
+      data,
+    );
+  }
+
+  // ---- Text (SendTargets and FFP negotiation) ----
+
+  private onText(pdu: Pdu, windowed: boolean): void {
+    const t = decodeTextRequest(pdu);
+    if (windowed) this.window.finish();
+    if (t.initiatorTaskTag === tagNone || (t.final && t.continue)) {
+      this.reject(RejectReason.InvalidPduField, pdu.bhs);
+      return;
+    }
+    let ex = this.text;
+    if (t.targetTransferTag !== tagNone) {
+      if (ex === undefined || ex.itt !== t.initiatorTaskTag || ex.ttt !== t.targetTransferTag) {
+        this.reject(RejectReason.InvalidPduField, pdu.bhs);
+        return;
+      }
+      if (ex.segments.length > 0) {
+        if (t.data.length > 0) {
+          this.reject(RejectReason.ProtocolError, pdu.bhs);
+          return;
+        }
+        this.sendTextSegment(ex, t.lun);
+        return;
+      }
+    } else if (ex === undefined || ex.itt !== t.initiatorTaskTag || ex.segments.length > 0 || ex.requestBytes === 0) {
+      // TTT 0xffffffff starts a new exchange and resets any other (§11.10.4).
+      ex = { itt: t.initiatorTaskTag, ttt: this.newTag(), request: [], requestBytes: 0, segments: [] };
+      this.text = ex;
+    }
+    if (ex.requestBytes + t.data.length > textBytesMax) {
+      this.text = undefined;
+      this.reject(RejectReason.ProtocolError, pdu.bhs);
+      return;
+    }
+    ex.request.push(Buffer.from(t.data));
+    ex.requestBytes += t.data.length;
+    if (t.continue) {
+      // More of the request follows: an empty answer asks for it (§11.11.2).
+      this.emit(
+        encodeTextResponse({
+          ...this.seq(true),
+          final: false,
+          continue: false,
+          lun: t.lun,
+          initiatorTaskTag: ex.itt,
+          targetTransferTag: ex.ttt,
+          dataLength: 0,
+        }),
+      );
+      return;
+    }
+    const decoded = decodeText(Buffer.concat(ex.request));
+    if (!decoded.ok) {
+      this.text = undefined;
+      this.reject(RejectReason.ProtocolError, pdu.bhs);
+      return;
+    }
+    const answer = this.answerText(decoded.pairs);
+    ex.request = [];
+    ex.segments = splitText(answer, this.params.initiatorMaxRecvDataSegmentBytes);
+    this.sendTextSegment(ex, t.lun);
+  }
+
+  private answerText(pairs: readonly TextPair[]): Buffer {
+    const out: TextPair[] = [];
+    const sendTargets = pairs.find(([k]) => k === 'SendTargets');
+    if (sendTargets !== undefined) out.push(...this.sendTargets(sendTargets[1]));
+    const others = pairs.filter(([k]) => k !== 'SendTargets');
+    const negotiated = negotiate(initialNegotiation(this.prefs, this.login.sessionType), others, this.prefs, 'ffp');
+    if (negotiated.ok) {
+      out.push(...negotiated.responses);
+      const mrdsl = negotiated.state.params.initiatorMaxRecvDataSegmentBytes;
+      if (others.some(([k]) => k === 'MaxRecvDataSegmentLength')) this.params = { ...this.params, initiatorMaxRecvDataSegmentBytes: mrdsl };
+    }
+    return encodeText(out);
+  }
+
+  /** SendTargets (RFC 7143 Appendix C): All in a discovery session, the session's own target in a
+   *  normal one, or the one named. */
+  private sendTargets(value: string): TextPair[] {
+    const all = this.discovery();
+    const own = this.login.targetName;
+    let chosen;
+    if (this.login.sessionType === 'Discovery') chosen = value === 'All' ? all : all.filter((t) => t.iqn === value);
+    else chosen = all.filter((t) => t.iqn === (value === '' || value === 'All' ? own : value));
+    const out: TextPair[] = [];
+    for (const target of chosen) {
+      out.push(['TargetName', target.iqn]);
+      for (const p of target.portals) {
+        const host = p.address.includes(':') ? `[${p.address}]` : p.address;
+        out.push(['TargetAddress', `${host}:${p.port},${p.portalGroupTag}`]);
+      }
+    }
+    return out;
+  }
+
+  private sendTextSegment(ex: TextExchange, lun: number): void {
+    const segment = ex.segments.shift() ?? Buffer.alloc(0);
+    const more = ex.segments.length > 0;
+    if (!more) this.text = undefined;
+    this.emit(
+      encodeTextResponse({
+        ...this.seq(true),
+        final: !more,
+        continue: more,
+        lun,
+        initiatorTaskTag: ex.itt,
+        targetTransferTag: more ? ex.ttt : tagNone,
+        dataLength: segment.length,
+      }),
+      segment,
+    );
+  }
+
+  // ---- Logout ----
+
+  private onLogout(pdu: Pdu, windowed: boolean): void {
+    const l = decodeLogoutRequest(pdu);
+    if (windowed) this.window.finish();
+    let response = LogoutResponseCode.Closed;
+    if (l.reason === LogoutReason.RemoveConnectionForRecovery) response = LogoutResponseCode.RecoveryNotSupported;
+    else if (l.reason === LogoutReason.CloseConnection && l.cid !== this.login.cid) response = LogoutResponseCode.CidNotFound;
+    else if (l.reason !== LogoutReason.CloseSession && l.reason !== LogoutReason.CloseConnection) {
+      this.reject(RejectReason.InvalidPduField, pdu.bhs);
+      return;
+    }
+    if (response === LogoutResponseCode.Closed) this.abortTasks(() => true);
+    this.emit(
+      encodeLogoutResponse({
+        ...this.seq(true),
+        response,
+        initiatorTaskTag: l.initiatorTaskTag,
+        time2WaitS: 0,
+        time2RetainS: 0,
+      }),
+    );
+    if (response === LogoutResponseCode.Closed) this.shutdown('logout');
+  }
+
+  // ---- Task management ----
+
+  private onTaskManagement(pdu: Pdu, windowed: boolean): void {
+    const m = decodeTaskManagement(pdu);
+    const fn = tmfFunctions[m.function];
+    if (fn === undefined) {
+      this.answerTmf(m.initiatorTaskTag, tmfResponseCodes['function-rejected'], windowed);
+      return;
+    }
+    switch (fn) {
+      case 'abort-task': {
+        const task = this.tasks.get(m.referencedTaskTag);
+        if (task === undefined || task.cmd.lun !== m.lun) {
+          if (this.window.notYetArrived(m.refCmdSN) && this.tombstones.size < this.limits.commandWindowMax) {
+            this.tombstones.add(m.refCmdSN);
+            this.answerTmf(m.initiatorTaskTag, tmfResponseCodes['function-complete'], windowed);
+          } else {
+            this.answerTmf(m.initiatorTaskTag, tmfResponseCodes['task-does-not-exist'], windowed);
+          }
+          return;
+        }
+        this.abortTasks((t) => t === task);
+        break;
+      }
+      case 'abort-task-set':
+      case 'clear-task-set':
+      case 'logical-unit-reset':
+        this.abortTasks((t) => t.cmd.lun === m.lun);
+        break;
+      case 'target-warm-reset':
+      case 'target-cold-reset':
+        this.abortTasks(() => true);
+        break;
+      case 'task-reassign':
+        this.answerTmf(m.initiatorTaskTag, tmfResponseCodes['reassignment-not-supported'], windowed);
+        return;
+      case 'clear-aca':
+        break;
+    }
+    const serial = ++this.serial;
+    this.pendingTmf.set(serial, { itt: m.initiatorTaskTag, windowed, cold: fn === 'target-cold-reset' });
+    this.io.taskManagement(serial, { fn, nexus: this.nexus, lun: m.lun });
+  }
+
+  /** Aborted tasks leave silently (TaskReporting=RFC3720): no response, now or later. */
+  private abortTasks(match: (t: Task) => boolean): void {
+    for (const task of [...this.tasks.values()]) {
+      if (!match(task)) continue;
+      task.abort?.abort();
+      this.retire(task);
+    }
+    this.solicit();
+    this.pump();
+  }
+
+  private answerTmf(itt: number, code: number, windowed: boolean): void {
+    if (windowed) this.window.finish();
+    this.emit(encodeTaskManagementResponse({ ...this.seq(true), response: code, initiatorTaskTag: itt }));
+  }
+
+  // ---- Reject ----
+
+  private reject(reason: RejectReason, bhs: Buffer): void {
+    this.emit(encodeReject({ ...this.seq(true), reason, dataSN: 0 }), Buffer.from(bhs.subarray(0, 48)));
+  }
+
+  /** Rejecting a command still uses up its CmdSN, or the window would stall behind it. */
+  private rejectCommand(reason: RejectReason, bhs: Buffer, windowed: boolean): void {
+    if (windowed) this.window.finish();
+    this.reject(reason, bhs);
+  }
+
+  // ---- output ----
+
+  /** Sequence numbers for the next target PDU; `status` consumes a StatSN. */
+  private seq(status: boolean): Sequence {
+    const s = { statSN: this.statSN, expCmdSN: this.window.expCmdSN, maxCmdSN: this.window.maxCmdSN };
+    if (status) this.statSN = snAdd(this.statSN, 1);
+    return s;
+  }
+
+  private emit(bhs: Buffer, data?: Buffer): void {
+    assert(!this.closed, 'emit after close');
+    const parts = framePdu(bhs, data, this.digests);
+    for (const p of parts) this.out.push(p);
+  }
+
+  private flush(): void {
+    if (this.out.length === 0) return;
+    const parts = this.out;
+    this.out = [];
+    this.io.send(parts);
+  }
+
+  private newTag(): number {
+    const tag = this.nextTag;
+    this.nextTag = this.nextTag >= 0xfffffffe ? 1 : this.nextTag + 1;
+    return tag;
+  }
+}
+
+/** One buffer of every Data-Out byte, in offset order (one piece is passed through uncopied). */
+function assemble(task: Task): Buffer {
+  const edtl = task.cmd.expectedDataLength;
+  if (task.pieces.length === 1 && task.pieces[0].offset === 0 && task.pieces[0].data.length === edtl) return task.pieces[0].data;
+  const out = Buffer.allocUnsafe(edtl);
+  let filled = 0;
+  for (const piece of task.pieces) {
+    piece.data.copy(out, piece.offset);
+    filled += piece.data.length;
+  }
+  assert(filled === edtl, 'Data-Out pieces must cover the transfer exactly');
+  return out;
+}

@@ -1,0 +1,483 @@
+// The iSCSI portal: the only part of the transport with sockets, timers and a clock. It accepts TCP
+// connections, runs each through login.ts and then connection.ts, keeps the session table (TSIH,
+// reinstatement by ISID, per-initiator limits) and hands commands to the SCSI targets.
+import net from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import {
+  commandDataBytesMax,
+  commandWindowMax,
+  LoginStatus,
+  pendingDataBytesMax,
+  targetDefaultTime2RetainS,
+  targetDefaultTime2WaitS,
+  targetFirstBurstBytes,
+  targetMaxBurstBytes,
+  targetMaxOutstandingR2T,
+  targetMaxRecvDataSegmentBytes,
+} from './constants.ts';
+import type { ChapCredentials } from './chap.ts';
+import { FullFeatureConnection, type ConnectionLimits } from './connection.ts';
+import { finishLogin, initialLoginState, loginStep, refuseLogin, type LoginConfig, type LoginState } from './login.ts';
+import type { TargetPreferences } from './negotiation.ts';
+import { PduParser } from './pdu-parser.ts';
+import { framePdu, noDigests, type Pdu } from './pdu.ts';
+import type { Nexus, ScsiTarget, TargetRegistry } from '../scsi/types.ts';
+
+export interface PortalLogger {
+  info(msg: string, meta?: object): void;
+  warn(msg: string, meta?: object): void;
+  error(msg: string, meta?: object): void;
+  debug(msg: string, meta?: object): void;
+}
+
+export interface PortalLimits extends ConnectionLimits {
+  /** TCP connections at once (logged in or logging in). */
+  readonly connectionsMax: number;
+  /** Sessions one initiator name may hold at once. */
+  readonly sessionsPerInitiatorMax: number;
+  /** A login not finished in this time is dropped. */
+  readonly loginTimeoutMs: number;
+  /** Bytes queued for the socket beyond which reading pauses until it drains. */
+  readonly writeBufferBytesMax: number;
+}
+
+export const defaultPortalLimits: PortalLimits = {
+  connectionsMax: 1024,
+  sessionsPerInitiatorMax: 64,
+  loginTimeoutMs: 15_000,
+  writeBufferBytesMax: 32 * 1024 * 1024,
+  commandWindowMax,
+  immediateCommandsMax: 16,
+  commandDataBytesMax,
+  pendingDataBytesMax,
+  nopInIntervalMs: 15_000,
+  nopInTimeoutMs: 30_000,
+};
+
+export interface PortalOptions {
+  readonly address: string;
+  /** 0 picks a free port (tests). */
+  readonly port: number;
+  readonly portalGroupTag: number;
+  readonly registry: TargetRegistry;
+  readonly auth: {
+    /** Initiator names allowed to log in; empty = any. */
+    readonly initiators: readonly string[];
+    readonly chap?: ChapCredentials;
+  };
+  readonly logger: PortalLogger;
+  readonly limits?: Partial<PortalLimits>;
+  /** Whether header/data digests may be negotiated (default both: CRC32C and None). */
+  readonly digests?: boolean;
+}
+
+export interface SessionInfo {
+  readonly tsih: number;
+  readonly initiatorName: string;
+  readonly isidHex: string;
+  readonly targetName?: string;
+  readonly sessionType: 'Normal' | 'Discovery';
+  readonly remoteAddress: string;
+  readonly outstandingCommands: number;
+}
+
+export interface Portal {
+  readonly address: { address: string; port: number };
+  /** Logged-in sessions (discovery included). */
+  sessionCount(): number;
+  sessions(): SessionInfo[];
+  /** Stops listening and ends every connection (asking initiators to log out first when graceMs > 0). */
+  close(opts?: { graceMs?: number }): Promise<void>;
+}
+
+export class PortalError extends Error {
+  override name = 'PortalError';
+}
+
+const tickMs = 1000;
+const closeLingerMs = 5000;
+
+interface Session {
+  readonly tsih: number;
+  readonly initiatorName: string;
+  readonly isidHex: string;
+  readonly targetName?: string;
+  readonly sessionType: 'Normal' | 'Discovery';
+  readonly target?: ScsiTarget;
+  readonly nexus: Nexus;
+  client: Client;
+}
+
+export function nexusId(initiatorName: string, isidHex: string, portalGroupTag: number): string {
+  return `${initiatorName},i,0x${isidHex},t,0x${portalGroupTag.toString(16).padStart(4, '0')}`;
+}
+
+export async function startPortal(opts: PortalOptions): Promise<Portal> {
+  const limits: PortalLimits = { ...defaultPortalLimits, ...opts.limits };
+  const prefs: TargetPreferences = {
+    digests: opts.digests === false ? ['None'] : ['CRC32C', 'None'],
+    maxRecvDataSegmentBytes: targetMaxRecvDataSegmentBytes,
+    maxBurstBytes: targetMaxBurstBytes,
+    firstBurstBytes: targetFirstBurstBytes,
+    initialR2T: false,
+    immediateData: true,
+    maxOutstandingR2T: targetMaxOutstandingR2T,
+    defaultTime2WaitS: targetDefaultTime2WaitS,
+    defaultTime2RetainS: targetDefaultTime2RetainS,
+  };
+  const state = new PortalState(opts, limits, prefs);
+  const server = net.createServer({ noDelay: true }, (socket) => state.accept(socket));
+  server.maxConnections = limits.connectionsMax;
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error) => reject(new PortalError(`cannot listen on ${opts.address}:${opts.port}: ${err.message}`, { cause: err }));
+    server.once('error', onError);
+    server.listen({ host: opts.address, port: opts.port }, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  server.on('error', (err) => opts.logger.error('iSCSI portal error', { error: err.message }));
+  const timer = setInterval(() => state.tick(), tickMs);
+  timer.unref();
+  const bound = server.address() as net.AddressInfo;
+  opts.logger.info('iSCSI portal listening', { address: bound.address, port: bound.port, portalGroupTag: opts.portalGroupTag });
+  return {
+    address: { address: bound.address, port: bound.port },
+    sessionCount: () => state.sessions.size,
+    sessions: () => state.sessionInfo(),
+    close: async (closeOpts) => {
+      clearInterval(timer);
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      await state.closeAll(closeOpts?.graceMs ?? 0);
+      await closed;
+    },
+  };
+}
+
+class PortalState {
+  readonly sessions = new Map<number, Session>();
+  readonly clients = new Set<Client>();
+  private nextTsih = 1;
+  readonly loginConfig: LoginConfig;
+
+  constructor(
+    readonly opts: PortalOptions,
+    readonly limits: PortalLimits,
+    readonly prefs: TargetPreferences,
+  ) {
+    this.loginConfig = {
+      prefs,
+      portalGroupTag: opts.portalGroupTag,
+      targetExists: (iqn) => opts.registry.lookup(iqn) !== undefined,
+      initiatorsAllowed: opts.auth.initiators,
+      chap: opts.auth.chap,
+      random: (n) => randomBytes(n),
+      sessionExists: (name, isid, tsih) => {
+        const s = this.sessions.get(tsih);
+        return s !== undefined && s.initiatorName === name && s.isidHex === isid;
+      },
+    };
+  }
+
+  accept(socket: net.Socket): void {
+    const client = new Client(this, socket);
+    this.clients.add(client);
+  }
+
+  tick(): void {
+    const now = performance.now();
+    for (const c of this.clients) c.tick(now);
+  }
+
+  sessionInfo(): SessionInfo[] {
+    return [...this.sessions.values()].map((s) => ({
+      tsih: s.tsih,
+      initiatorName: s.initiatorName,
+      isidHex: s.isidHex,
+      targetName: s.targetName,
+      sessionType: s.sessionType,
+      remoteAddress: s.client.remote,
+      outstandingCommands: s.client.conn?.outstandingCommands ?? 0,
+    }));
+  }
+
+  /** Admission of a login that reached full feature phase: reinstatement, limits, TSIH. */
+  admit(client: Client, login: LoginState): { tsih: number } | { refuse: LoginStatus; reason: string } {
+    const target = login.sessionType === 'Normal' ? this.opts.registry.lookup(login.targetName ?? '') : undefined;
+    if (login.sessionType === 'Normal' && target === undefined) return { refuse: LoginStatus.TargetRemoved, reason: 'target gone' };
+    if (login.tsih !== 0) {
+      // Connection reinstatement (§6.3.4): the old connection of this session goes first.
+      const old = this.sessions.get(login.tsih);
+      if (old === undefined) return { refuse: LoginStatus.SessionDoesNotExist, reason: `TSIH ${login.tsih} gone` };
+      old.client.drop('connection reinstated');
+      return { tsih: login.tsih };
+    }
+    // Session reinstatement (§6.3.5): same initiator port and target, TSIH 0: the old session ends.
+    for (const s of [...this.sessions.values()]) {
+      if (s.initiatorName === login.initiatorName && s.isidHex === login.isidHex && s.targetName === login.targetName) {
+        this.opts.logger.info('iSCSI session reinstated', { initiator: s.initiatorName, isid: s.isidHex, tsih: s.tsih });
+        s.client.drop('session reinstated');
+      }
+    }
+    const held = [...this.sessions.values()].filter((s) => s.initiatorName === login.initiatorName).length;
+    if (held >= this.limits.sessionsPerInitiatorMax) {
+      return { refuse: LoginStatus.OutOfResources, reason: `${held} sessions already` };
+    }
+    for (let i = 0; i < 0xffff; i++) {
+      const tsih = this.nextTsih;
+      this.nextTsih = this.nextTsih >= 0xffff ? 1 : this.nextTsih + 1;
+      if (!this.sessions.has(tsih)) return { tsih };
+    }
+    return { refuse: LoginStatus.OutOfResources, reason: 'no free TSIH' };
+  }
+
+  register(session: Session): void {
+    this.sessions.set(session.tsih, session);
+    session.target?.nexusOpened(session.nexus);
+  }
+
+  unregister(client: Client): void {
+    this.clients.delete(client);
+    const session = client.session;
+    if (session === undefined || this.sessions.get(session.tsih) !== session) return;
+    this.sessions.delete(session.tsih);
+    session.target?.nexusClosed(session.nexus);
+  }
+
+  async closeAll(graceMs: number): Promise<void> {
+    if (graceMs > 0) {
+      for (const c of this.clients) c.conn?.requestLogout(Math.ceil(graceMs / 1000));
+      const deadline = performance.now() + graceMs;
+      while (this.clients.size > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    }
+    const gone = [...this.clients].map((c) => c.closedPromise);
+    for (const c of this.clients) c.drop('portal closing', true);
+    await Promise.all(gone);
+  }
+}
+
+/** One TCP connection: login phase, then full feature phase. */
+class Client {
+  readonly remote: string;
+  private readonly parser: PduParser;
+  private login: LoginState;
+  private loginDeadlineMs: number;
+  conn?: FullFeatureConnection;
+  session?: Session;
+  private corked = false;
+  private ended = false;
+  private paused = false;
+  readonly closedPromise: Promise<void>;
+
+  constructor(
+    private readonly portal: PortalState,
+    private readonly socket: net.Socket,
+  ) {
+    this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.parser = new PduParser({ headerDigest: false, dataDigest: false, dataSegmentBytesMax: portal.prefs.maxRecvDataSegmentBytes });
+    this.login = initialLoginState(portal.prefs, randomBytes(4).readUInt32BE(0));
+    this.loginDeadlineMs = performance.now() + portal.limits.loginTimeoutMs;
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 30_000);
+    this.closedPromise = new Promise((resolve) => socket.once('close', () => resolve()));
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err) => this.portal.opts.logger.debug('iSCSI connection error', { remote: this.remote, error: err.message }));
+    socket.on('close', () => this.onClose());
+    socket.on('drain', () => {
+      if (this.paused && !this.ended) {
+        this.paused = false;
+        socket.resume();
+      }
+    });
+  }
+
+  private get log(): PortalLogger {
+    return this.portal.opts.logger;
+  }
+
+  tick(nowMs: number): void {
+    if (this.ended) return;
+    if (this.conn === undefined) {
+      if (nowMs > this.loginDeadlineMs) {
+        this.log.warn('iSCSI login timed out', { remote: this.remote, initiator: this.login.initiatorName || undefined });
+        this.drop('login timeout', true);
+      }
+      return;
+    }
+    this.conn.tick(nowMs);
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.ended) return;
+    this.parser.push(chunk);
+    try {
+      for (let r = this.parser.next(); r !== undefined && !this.ended; r = this.parser.next()) {
+        if (this.conn !== undefined) {
+          if (r.kind === 'fatal') this.log.warn('iSCSI protocol error, closing', { remote: this.remote, reason: r.reason });
+          this.conn.receive(r, performance.now());
+          continue;
+        }
+        if (r.kind !== 'pdu') {
+          this.log.warn('iSCSI protocol error during login, closing', { remote: this.remote, reason: r.kind === 'fatal' ? r.reason : r.kind });
+          this.drop('bad login PDU', true);
+          return;
+        }
+        this.onLoginPdu(r.pdu);
+      }
+    } catch (err) {
+      // A bug in the transport: this connection ends, the portal and its other sessions go on.
+      this.log.error('iSCSI transport fault, dropping connection', {
+        remote: this.remote,
+        error: err instanceof Error ? `${err.name}: ${err.message}\n${err.stack}` : String(err),
+      });
+      this.drop('transport fault', true);
+    }
+  }
+
+  private onLoginPdu(pdu: Pdu): void {
+    const step = loginStep(this.login, pdu, this.portal.loginConfig);
+    this.login = step.state;
+    if (step.kind === 'continue') {
+      this.write(framePdu(step.response.bhs, step.response.data, noDigests));
+      return;
+    }
+    if (step.kind === 'fail') {
+      this.log.warn('iSCSI login refused', {
+        remote: this.remote,
+        initiator: step.state.initiatorName || undefined,
+        target: step.state.targetName,
+        status: `0x${step.status.toString(16).padStart(4, '0')}`,
+        reason: step.reason,
+      });
+      this.write(framePdu(step.response.bhs, step.response.data, noDigests));
+      this.drop('login refused');
+      return;
+    }
+    const admitted = this.portal.admit(this, step.state);
+    if ('refuse' in admitted) {
+      this.log.warn('iSCSI login refused', { remote: this.remote, initiator: step.state.initiatorName, reason: admitted.reason });
+      const r = refuseLogin(step.state, step.itt, admitted.refuse);
+      this.write(framePdu(r.bhs, r.data, noDigests));
+      this.drop('login refused');
+      return;
+    }
+    const { response, result } = finishLogin(step.state, step, admitted.tsih, this.portal.limits.commandWindowMax);
+    this.write(framePdu(response.bhs, response.data, noDigests));
+    const opts = this.portal.opts;
+    const target = result.sessionType === 'Normal' ? opts.registry.lookup(result.targetName ?? '') : undefined;
+    const nexus: Nexus = {
+      id: nexusId(result.initiatorName, result.isidHex, opts.portalGroupTag),
+      initiatorName: result.initiatorName,
+      isidHex: result.isidHex,
+      portalGroupTag: opts.portalGroupTag,
+    };
+    this.conn = new FullFeatureConnection(
+      {
+        login: result,
+        nexus,
+        prefs: this.portal.prefs,
+        limits: this.portal.limits,
+        discovery: () => opts.registry.discovery(),
+        nowMs: performance.now(),
+      },
+      {
+        send: (parts) => this.write(parts),
+        execute: (serial, req) => {
+          const conn = this.conn!;
+          target!.execute(req).then(
+            (res) => conn.complete(serial, res),
+            (err: unknown) => {
+              this.log.error('SCSI command failed', { remote: this.remote, error: err instanceof Error ? err.message : String(err) });
+              conn.fail(serial);
+            },
+          );
+        },
+        taskManagement: (serial, req) => {
+          const conn = this.conn!;
+          const run = target !== undefined ? target.taskManagement(req) : Promise.resolve('function-rejected' as const);
+          run.then(
+            (res) => conn.completeTaskManagement(serial, res),
+            (err: unknown) => {
+              this.log.error('task management failed', { remote: this.remote, error: err instanceof Error ? err.message : String(err) });
+              conn.completeTaskManagement(serial, 'function-rejected');
+            },
+          );
+        },
+        close: (reason) => this.drop(reason),
+      },
+    );
+    this.parser.setOptions({
+      headerDigest: result.params.headerDigest,
+      dataDigest: result.params.dataDigest,
+      dataSegmentBytesMax: result.params.targetMaxRecvDataSegmentBytes,
+    });
+    this.session = {
+      tsih: result.tsih,
+      initiatorName: result.initiatorName,
+      isidHex: result.isidHex,
+      targetName: result.targetName,
+      sessionType: result.sessionType,
+      target,
+      nexus,
+      client: this,
+    };
+    this.portal.register(this.session);
+    this.log.info('iSCSI login', {
+      remote: this.remote,
+      initiator: result.initiatorName,
+      target: result.targetName,
+      type: result.sessionType,
+      tsih: result.tsih,
+      headerDigest: result.params.headerDigest,
+      dataDigest: result.params.dataDigest,
+      maxRecvDataSegmentBytes: result.params.initiatorMaxRecvDataSegmentBytes,
+      maxBurstBytes: result.params.maxBurstBytes,
+      firstBurstBytes: result.params.firstBurstBytes,
+      immediateData: result.params.immediateData,
+      initialR2T: result.params.initialR2T,
+    });
+  }
+
+  /** Writes PDUs; writes within one tick go out together (cork until the next tick). */
+  private write(parts: Buffer[]): void {
+    if (this.ended || this.socket.destroyed) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    for (const p of parts) this.socket.write(p);
+    if (!this.paused && this.socket.writableLength > this.portal.limits.writeBufferBytesMax) {
+      // The initiator reads slower than we answer: stop taking new commands until it catches up.
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  /** Ends the connection: gracefully (flush, FIN) unless `now`. */
+  drop(reason: string, now = false): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.log.debug('iSCSI connection closing', { remote: this.remote, reason });
+    this.conn?.shutdown(reason);
+    this.portal.unregister(this);
+    if (now) {
+      this.socket.destroy();
+      return;
+    }
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), closeLingerMs).unref();
+  }
+
+  private onClose(): void {
+    if (!this.ended) {
+      this.ended = true;
+      this.conn?.shutdown('connection lost');
+    }
+    this.portal.unregister(this);
+  }
+}
