@@ -53,7 +53,7 @@ async function main(): Promise<void> {
     auth: access,
     logger: log.child({ part: 'iscsi' }),
   });
-  const control = await startControl({ topology, site, meta, volumes, log, sessions: () => portal.sessionCount?.() ?? 0 });
+  const control = await startControl({ topology, site, meta, volumes, log, sessions: () => portal.sessionCount() });
 
   log.info('agent serving', {
     cluster: topology.name, site: site.name,
