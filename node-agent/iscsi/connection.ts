@@ -102,6 +102,7 @@ interface R2TState {
   readonly offset: number;
   readonly length: number;
   next: number;
+  dataSN: number;
 }
 
 interface Task {
@@ -114,6 +115,7 @@ interface Task {
   /** Unsolicited Data-Out may still arrive, starting at unsolicitedNext, up to unsolicitedEnd. */
   unsolicitedOpen: boolean;
   unsolicitedNext: number;
+  unsolicitedDataSN: number;
   readonly unsolicitedEnd: number;
   nextR2TOffset: number;
   readonly r2ts: Map<number, R2TState>;
@@ -167,6 +169,12 @@ export function fixedSense(key: number, asc: number, ascq: number): Buffer {
 }
 const senseAbortedCommand = 0x0b;
 const senseIllegalRequest = 0x05;
+/** ASCQs under ASC 0x4B (DATA PHASE ERROR family, SPC-4 Annex D). */
+const ascDataPhaseError = 0x00;
+const ascTooMuchWriteData = 0x02;
+const ascDataOffsetError = 0x05;
+/** Unsolicited data where none may come: reported as a data phase error too. */
+const ascUnexpectedData = 0x00;
 
 export class FullFeatureConnection {
   readonly nexus: Nexus;
@@ -425,6 +433,7 @@ export class FullFeatureConnection {
       received: 0,
       unsolicitedOpen: cmd.write && !cmd.final,
       unsolicitedNext: pdu.data.length,
+      unsolicitedDataSN: 0,
       unsolicitedEnd,
       nextR2TOffset: 0,
       r2ts: new Map(),
@@ -466,11 +475,21 @@ export class FullFeatureConnection {
     }
     const end = d.bufferOffset + d.data.length;
     if (d.targetTransferTag === tagNone) {
-      if (!task.unsolicitedOpen || d.bufferOffset !== task.unsolicitedNext || end > task.unsolicitedEnd) {
-        this.reject(RejectReason.ProtocolError, pdu.bhs);
+      const error = !task.unsolicitedOpen
+        ? ascUnexpectedData
+        : d.dataSN !== task.unsolicitedDataSN
+          ? ascDataPhaseError
+          : d.bufferOffset !== task.unsolicitedNext
+            ? ascDataOffsetError
+            : end > task.unsolicitedEnd
+              ? ascTooMuchWriteData
+              : undefined;
+      if (error !== undefined) {
+        this.abandon(task, RejectReason.ProtocolError, 0x4b, error, pdu.bhs);
         return;
       }
       task.unsolicitedNext = end;
+      task.unsolicitedDataSN++;
       if (d.final) task.unsolicitedOpen = false;
     } else {
       const r2t = this.r2tByTag.get(d.targetTransferTag);
@@ -478,10 +497,19 @@ export class FullFeatureConnection {
         this.reject(RejectReason.InvalidPduField, pdu.bhs);
         return;
       }
-      if (d.bufferOffset !== r2t.next || end > r2t.offset + r2t.length) {
-        this.reject(RejectReason.ProtocolError, pdu.bhs);
+      // DataPDUInOrder=Yes: each PDU continues its sequence (§13.19), numbered from 0 (§11.7.5).
+      const error = d.dataSN !== r2t.dataSN
+        ? ascDataPhaseError
+        : d.bufferOffset !== r2t.next
+          ? ascDataOffsetError
+          : end > r2t.offset + r2t.length
+            ? ascTooMuchWriteData
+            : undefined;
+      if (error !== undefined) {
+        this.abandon(task, RejectReason.ProtocolError, 0x4b, error, pdu.bhs);
         return;
       }
+      r2t.dataSN++;
       r2t.next = end;
       this.solicitedBytes -= d.data.length;
       if (r2t.next === r2t.offset + r2t.length) {
@@ -491,6 +519,16 @@ export class FullFeatureConnection {
     }
     if (d.data.length > 0) this.addPiece(task, d.bufferOffset, d.data);
     this.afterData(task);
+  }
+
+  /** A Data-Out sequence error at ERL 0: the data cannot be recovered, so the command ends now with
+   *  CHECK CONDITION (ABORTED COMMAND) and the offending PDU is rejected (§7.1.2, §11.17). */
+  private abandon(task: Task, reason: RejectReason, asc: number, ascq: number, bhs: Buffer): void {
+    this.reject(reason, bhs);
+    this.retire(task);
+    this.sendScsiResult(task, { status: ScsiStatus.CheckCondition, sense: fixedSense(senseAbortedCommand, asc, ascq) });
+    this.pump();
+    this.solicit();
   }
 
   private addPiece(task: Task, offset: number, data: Buffer): void {
@@ -527,7 +565,7 @@ export class FullFeatureConnection {
         const withinBudget = this.bufferedBytes + this.solicitedBytes + length <= this.limits.pendingDataBytesMax;
         if (!withinBudget && !(first && task.r2ts.size === 0)) return;
         const ttt = this.newTag();
-        const r2t: R2TState = { task, offset: task.nextR2TOffset, length, next: task.nextR2TOffset };
+        const r2t: R2TState = { task, offset: task.nextR2TOffset, length, next: task.nextR2TOffset, dataSN: 0 };
         task.r2ts.set(ttt, r2t);
         this.r2tByTag.set(ttt, r2t);
         this.solicitedBytes += length;
@@ -659,30 +697,15 @@ export class FullFeatureConnection {
   }
 
   private onDataDigestError(pdu: Pdu): void {
-    // §7.8: the PDU is discarded and rejected. A Data-Out's task cannot be completed at ERL 0, so it
-    // ends with CHECK CONDITION (ABORTED COMMAND, PROTOCOL SERVICE CRC ERROR) once its data is in.
-    this.reject(RejectReason.DataDigestError, pdu.bhs);
-    if (opcodeOf(pdu.bhs) !== InitiatorOpcode.DataOut) return;
-    const d = decodeDataOut(pdu);
-    const task = this.tasks.get(d.initiatorTaskTag);
-    if (task === undefined || task.state !== 'collecting') return;
-    task.failure ??= fixedSense(senseAbortedCommand, 0x47, 0x05);
-    task.pieces.length = 0;
-    // Count the lost bytes as received so the sequence still completes.
-    const r2t = this.r2tByTag.get(d.targetTransferTag);
-    if (r2t !== undefined && r2t.task === task && d.bufferOffset === r2t.next) {
-      r2t.next += d.data.length;
-      this.solicitedBytes -= d.data.length;
-      if (r2t.next >= r2t.offset + r2t.length) {
-        this.r2tByTag.delete(d.targetTransferTag);
-        task.r2ts.delete(d.targetTransferTag);
-      }
-    } else if (d.targetTransferTag === tagNone && d.final) {
-      task.unsolicitedOpen = false;
+    // §7.8: the PDU is discarded and rejected. A Data-Out's task cannot be completed at ERL 0: it
+    // ends with CHECK CONDITION (ABORTED COMMAND, PROTOCOL SERVICE CRC ERROR). A command PDU is
+    // not accepted at all (its CmdSN stays open for the initiator to retry).
+    const task = opcodeOf(pdu.bhs) === InitiatorOpcode.DataOut ? this.tasks.get(pdu.bhs.readUInt32BE(16)) : undefined;
+    if (task === undefined || task.state !== 'collecting') {
+      this.reject(RejectReason.DataDigestError, pdu.bhs);
+      return;
     }
-    task.received += d.data.length;
-    this.bufferedBytes += d.data.length;
-    this.afterData(task);
+    this.abandon(task, RejectReason.DataDigestError, 0x47, 0x05, pdu.bhs);
   }
 
   // ---- NOP ----
