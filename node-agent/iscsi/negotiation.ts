@@ -264,6 +264,10 @@ export function negotiate(
       answers.push([key, () => 'NotUnderstood']);
       continue;
     }
+    if (where === 'login' && spec.use === 'FFPO') {
+      answers.push([key, () => 'Irrelevant']);
+      continue;
+    }
     if (spec.rule.type === 'external') continue;
     if (seen.has(key)) {
       if (where === 'login') return { ok: false, reason: `key ${key} negotiated twice` };
@@ -274,10 +278,6 @@ export function negotiate(
     if (answerValues.has(value)) continue; // an answer to an offer we never made: nothing to say
     if (where === 'ffp' && spec.use !== 'ALL') {
       answers.push([key, () => 'Reject']);
-      continue;
-    }
-    if (where === 'login' && spec.use === 'FFPO') {
-      answers.push([key, () => 'Irrelevant']);
       continue;
     }
     if (spec.irrelevantInDiscovery && state.sessionType === 'Discovery') {
