@@ -2,130 +2,15 @@
 // taken from valid discovery, login and I/O exchanges. The agent must not crash or hang, a
 // well-behaved session on the same portal keeps working throughout, and no volume byte changes.
 import test from 'ava';
-import net from 'node:net';
 import { startCluster, type TestCluster } from './harness/cluster.ts';
 import { requireTools, run } from './harness/tools.ts';
 import { prng, seedFromEnv } from './harness/prng.ts';
-import {
-  loginRequest, scsiCommand, nopOut, textRequest, taskMgmt, logoutRequest, dataOut, TestSession,
-} from './harness/initiator.ts';
+import { TestSession } from './harness/initiator.ts';
+import { exchanges, mutate, sendExchange, readBlocks, cdb } from './harness/fuzz.ts';
 
-const initiatorName = 'iqn.2026-11.org.example:fuzzer';
 const exchangesMax = 3000;
 const fuzzDurationMsMax = 90_000;
 const parallel = 12;
-
-/** Opcodes that change medium or reservation state: a mutated CDB never becomes one of these, so
- *  "the data is unchanged" is a fair assertion. */
-const mutatingOpcodes = new Set([
-  0x04, 0x0a, 0x2a, 0xaa, 0x8a, 0x2e, 0xae, 0x8e, 0x41, 0x93, 0x42, 0x89, 0x3b, 0x3f, 0x07, 0x0b, 0x2b, 0x90, 0x9b, 0x83, 0x5f, 0x16, 0x56, 0x57, 0x17, 0x1e, 0x1b, 0x48, 0x9f, 0x7f, 0x8c, 0x9d, 0x94, 0x95, 0xa4, 0xef, 0x9a,
-]);
-
-function cdb(bytes: number[]): Buffer { const b = Buffer.alloc(16); Buffer.from(bytes).copy(b); return b; }
-
-/** Valid exchanges a real initiator would send, as lists of PDUs (each a Buffer). */
-function exchanges(target: string): Buffer[][] {
-  const isid = Buffer.from([0x80, 0, 0, 0, 0x12, 0x34]);
-  const discoveryLogin = loginRequest({ isid, itt: 1, cmdSN: 1, expStatSN: 0, csg: 1, nsg: 3, transit: true, keys: { InitiatorName: initiatorName, SessionType: 'Discovery', HeaderDigest: 'None', DataDigest: 'None', MaxRecvDataSegmentLength: '8192' } });
-  const secLogin = loginRequest({ isid, itt: 1, cmdSN: 1, expStatSN: 0, csg: 0, nsg: 1, transit: true, keys: { InitiatorName: initiatorName, TargetName: target, SessionType: 'Normal', AuthMethod: 'None' } });
-  const opLogin = loginRequest({ isid, itt: 1, cmdSN: 1, expStatSN: 1, csg: 1, nsg: 3, transit: true, keys: { HeaderDigest: 'None', DataDigest: 'None', ImmediateData: 'Yes', InitialR2T: 'No', MaxBurstLength: '262144', FirstBurstLength: '65536', MaxRecvDataSegmentLength: '65536', MaxOutstandingR2T: '1', ErrorRecoveryLevel: '0', DefaultTime2Wait: '2', DefaultTime2Retain: '0', MaxConnections: '1', DataPDUInOrder: 'Yes', DataSequenceInOrder: 'Yes', IFMarker: 'No', OFMarker: 'No' } });
-  const fullLogin = loginRequest({ isid, itt: 1, cmdSN: 1, expStatSN: 0, csg: 1, nsg: 3, transit: true, keys: { InitiatorName: initiatorName, TargetName: target, SessionType: 'Normal', ImmediateData: 'Yes', InitialR2T: 'Yes', MaxRecvDataSegmentLength: '65536' } });
-  const io = (sn: number): Buffer[] => [
-    scsiCommand({ lun: 0, itt: 10, cmdSN: sn, expStatSN: 2, cdb: cdb([0x12, 0, 0, 0, 96, 0]), read: true, edtl: 96 }),
-    scsiCommand({ lun: 0, itt: 11, cmdSN: sn + 1, expStatSN: 2, cdb: cdb([0x12, 1, 0x83, 0, 255, 0]), read: true, edtl: 255 }),
-    scsiCommand({ lun: 0, itt: 12, cmdSN: sn + 2, expStatSN: 2, cdb: cdb([0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0]), read: true, edtl: 8 }),
-    scsiCommand({ lun: 1, itt: 13, cmdSN: sn + 3, expStatSN: 2, cdb: cdb([0x28, 0, 0, 0, 0, 8, 0, 0, 64, 0]), read: true, edtl: 32768 }),
-    scsiCommand({ lun: 0, itt: 14, cmdSN: sn + 4, expStatSN: 2, cdb: cdb([0x88, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 16, 0, 0]), read: true, edtl: 8192 }),
-    scsiCommand({ lun: 0, itt: 15, cmdSN: sn + 5, expStatSN: 2, cdb: cdb([0xa0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]), read: true, edtl: 256 }),
-    scsiCommand({ lun: 0, itt: 16, cmdSN: sn + 6, expStatSN: 2, cdb: cdb([0x1a, 0, 0x3f, 0, 255, 0]), read: true, edtl: 255 }),
-    scsiCommand({ lun: 0, itt: 17, cmdSN: sn + 7, expStatSN: 2, cdb: cdb([0x00, 0, 0, 0, 0, 0]), edtl: 0 }),
-    // A SYNCHRONIZE CACHE with data attached where none belongs, and a Data-Out nobody asked for.
-    scsiCommand({ lun: 0, itt: 18, cmdSN: sn + 8, expStatSN: 2, cdb: cdb([0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0]), edtl: 0 }),
-    dataOut({ lun: 0, itt: 18, ttt: 0xffffffff, expStatSN: 2, dataSN: 0, offset: 0, final: true, data: Buffer.alloc(512, 0x77) }),
-    nopOut({ itt: 19, cmdSN: sn + 9, expStatSN: 2, immediate: true, data: Buffer.from('ping') }),
-    taskMgmt({ fn: 1, lun: 0, itt: 20, rtt: 13, cmdSN: sn + 9, expStatSN: 2 }),
-    taskMgmt({ fn: 5, lun: 1, itt: 21, rtt: 0xffffffff, cmdSN: sn + 9, expStatSN: 2 }),
-    logoutRequest({ itt: 22, cmdSN: sn + 9, expStatSN: 2 }),
-  ];
-  return [
-    [discoveryLogin, textRequest({ itt: 2, cmdSN: 1, expStatSN: 1, keys: { SendTargets: 'All' } }), logoutRequest({ itt: 3, cmdSN: 1, expStatSN: 2 })],
-    [secLogin, opLogin, ...io(1)],
-    [fullLogin, ...io(1)],
-  ];
-}
-
-function mutate(rand: () => number, pdus: Buffer[]): Buffer[] {
-  const out = pdus.map((p) => Buffer.from(p));
-  const pick = (n: number): number => Math.floor(rand() * n);
-  const times = 1 + pick(3);
-  for (let i = 0; i < times; i++) {
-    const k = pick(out.length);
-    const p = out[k];
-    switch (pick(9)) {
-      case 0: case 1: { // flip bits
-        for (let j = 1 + pick(8); j > 0; j--) p[pick(p.length)] ^= 1 << pick(8);
-        break;
-      }
-      case 2: { // boundary values in a BHS field
-        const at = pick(48);
-        p[at] = [0x00, 0xff, 0x7f, 0x80, 0x01][pick(5)];
-        break;
-      }
-      case 3: { // lie about the data segment length or the AHS length
-        if (rand() < 0.5) p.writeUIntBE([0, 1, 47, 0xffffff, 0x10000, p.length][pick(6)] & 0xffffff, 5, 3);
-        else p[4] = [1, 2, 17, 255][pick(4)];
-        break;
-      }
-      case 4: { // truncate
-        out[k] = p.subarray(0, pick(p.length));
-        break;
-      }
-      case 5: { // random garbage instead of a PDU
-        const g = Buffer.alloc(1 + pick(200));
-        for (let j = 0; j < g.length; j++) g[j] = pick(256);
-        out.splice(k, 0, g);
-        break;
-      }
-      case 6: { // duplicate a PDU (replayed CmdSN, ITT)
-        out.splice(k, 0, Buffer.from(p));
-        break;
-      }
-      case 7: { // change the opcode
-        p[0] = (p[0] & 0xc0) | [0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x10, 0x1c, 0x3f][pick(10)];
-        break;
-      }
-      default: { // drop a PDU the exchange relies on
-        out.splice(k, 1);
-        if (out.length === 0) out.push(Buffer.alloc(48));
-      }
-    }
-  }
-  for (const p of out) {
-    if (p.length >= 48 && (p[0] & 0x3f) === 0x01 && mutatingOpcodes.has(p[32])) p[32] = 0x28;
-  }
-  return out;
-}
-
-function sendExchange(host: string, port: number, pdus: Buffer[], rand: () => number): Promise<void> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host, port });
-    const finish = (): void => { clearTimeout(timer); s.destroy(); resolve(); };
-    // The target may answer, reject, or drop the connection; all are fine. Waiting forever is not
-    // (the target must not make a client hang either): 400 ms then we hang up ourselves.
-    const timer = setTimeout(finish, 400);
-    s.on('data', () => undefined);
-    s.on('error', finish);
-    s.on('close', finish);
-    s.on('connect', () => {
-      // Sometimes all at once, sometimes PDU by PDU, sometimes in odd chunks.
-      const all = Buffer.concat(pdus);
-      const mode = Math.floor(rand() * 3);
-      if (mode === 0) s.write(all);
-      else if (mode === 1) for (const p of pdus) s.write(p);
-      else for (let at = 0; at < all.length;) { const n = 1 + Math.floor(rand() * 61); s.write(all.subarray(at, at + n)); at += n; }
-    });
-  });
-}
 
 let cluster: TestCluster | undefined;
 test.after.always(async () => { await cluster?.stop(); });
@@ -149,8 +34,13 @@ test.serial('seeded PDU fuzzing: no crash, no hang, other sessions keep working,
     t.is(w.code, 0, w.stdout + w.stderr);
   }
 
-  // A well-behaved session that stays logged in throughout and must keep answering.
-  const good = await TestSession.open({ host, port, initiatorName: 'iqn.2026-11.org.example:good', targetName: target });
+  // A well-behaved session on the same portal that stays logged in throughout and must keep
+  // answering. It uses the other group's target: task management that the fuzzer sends to its
+  // target (LUN RESET, CLEAR TASK SET, ...) may rightly abort every initiator's tasks there.
+  const goodUrl = `iscsi://${c.portal(1)}/${c.iqn('vm')}/0`;
+  const gw = await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x3e 0 1M', goodUrl], { timeoutMs: 60_000 });
+  t.is(gw.code, 0, gw.stdout + gw.stderr);
+  const good = await TestSession.open({ host, port, initiatorName: 'iqn.2026-11.org.example:good', targetName: c.iqn('vm') });
   await good.command(0, cdb([0x00, 0, 0, 0, 0, 0])).catch(() => undefined); // clears the power-on unit attention
 
   const base = exchanges(target);
@@ -166,18 +56,21 @@ test.serial('seeded PDU fuzzing: no crash, no hang, other sessions keep working,
     await Promise.all(batch);
     sent += parallel;
     if (sent % (parallel * 20) === 0) {
-      const r = await good.read10(0, 0, 8);
+      const r = await readBlocks(good, 0, 0, 8).catch(async (err: Error) => {
+        t.log(`agent log:\n${await c.logTail('alpha', 60)}`);
+        throw err;
+      });
       t.is(r.status, 0, 'the well-behaved session keeps working during the fuzzing');
-      t.true(r.data.equals(Buffer.alloc(4096, 0x3c)));
+      t.true(r.data.equals(Buffer.alloc(4096, 0x3e)));
       goodChecks++;
     }
   }
   t.log(`${sent} mutated exchanges in ${Date.now() - started} ms; the good session answered ${goodChecks} checks`);
   t.true(sent >= 1000, `at least a thousand exchanges were sent (${sent})`);
 
-  const r = await good.read10(1, 0, 16);
+  const r = await readBlocks(good, 0, 8, 16);
   t.is(r.status, 0);
-  t.true(r.data.equals(Buffer.alloc(8192, 0x3d)));
+  t.true(r.data.equals(Buffer.alloc(8192, 0x3e)));
   await good.logout();
 
   // The agent neither crashed nor was restarted, and the data is exactly what it was.

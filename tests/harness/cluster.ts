@@ -36,6 +36,8 @@ export interface TestCluster {
   iqn(group: string): string;
   name: string;
   up: UpProcess;
+  /** The last lines of a daemon's JSON log ("alpha", "beta" or "witness"), for failure reports. */
+  logTail(daemon: string, lines?: number): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -137,6 +139,11 @@ export async function startCluster(spec: ClusterSpec = {}): Promise<TestCluster>
     dir, file, host, name, up,
     portal: (site) => `${host(site)}:3260`,
     iqn: (group) => `iqn.2026-11.io.metrocluster:${name}.${group}`,
+    logTail: async (daemon, lines = 40) => {
+      const file = daemon === 'witness' ? path.join(dir, 'data', 'witness', 'logs', 'witness.log') : path.join(dir, 'data', daemon, 'logs', 'agent.log');
+      const text = await fs.readFile(file, 'utf8').catch(() => '');
+      return text.trimEnd().split('\n').slice(-lines).join('\n');
+    },
     stop: async () => {
       await stopUp(up);
       await fs.rm(dir, { recursive: true, force: true });

@@ -200,6 +200,7 @@ export class TestSession {
 
   private expect(itt: number, timeoutMs = 10_000): Promise<Pdu> {
     return new Promise((resolve, reject) => {
+      if (this.closed) { reject(new Error('connection closed by the target')); return; }
       const timer = setTimeout(() => { this.waiters.delete(itt); reject(new Error(`no answer for ITT ${itt} within ${timeoutMs} ms`)); }, timeoutMs);
       this.waiters.set(itt, (p) => { clearTimeout(timer); resolve(p); });
     });
