@@ -9,7 +9,7 @@ import type { ConnectionIo } from './connection.ts';
 import type { ScsiRequest, TaskManagementFunction, Nexus } from '../scsi/types.ts';
 
 /** Serializes one initiator PDU the way an initiator would put it on the wire. */
-export function wire(bhs: Buffer, data: Buffer = Buffer.alloc(0), digests: Digests = noDigests, ahs = Buffer.alloc(0)): Buffer {
+export function wire(bhs: Buffer, data: Buffer = Buffer.alloc(0), digests: Digests = noDigests, ahs: Buffer = Buffer.alloc(0)): Buffer {
   const parts: Buffer[] = [bhs, ahs];
   if (digests.header) {
     const d = Buffer.alloc(4);
@@ -249,5 +249,78 @@ export class RecordingIo implements ConnectionIo {
     const all = Buffer.concat(this.sent);
     this.sent = [];
     return readTargetPdus(all, digests);
+  }
+}
+
+/** A raw TCP initiator for portal tests: sends bytes, reads target PDUs one at a time. */
+export class RawClient {
+  private readonly parser = new PduParser({ headerDigest: false, dataDigest: false, dataSegmentBytesMax: 1 << 24 });
+  private readonly queue: TargetPdu[] = [];
+  private waiter: (() => void) | undefined;
+  closed = false;
+  readonly closedPromise: Promise<void>;
+
+  private constructor(readonly socket: import('node:net').Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      this.parser.push(chunk);
+      for (let r = this.parser.next(); r !== undefined; r = this.parser.next()) {
+        if (r.kind !== 'pdu') continue;
+        const b = r.pdu.bhs;
+        this.queue.push({
+          opcode: b[0] & 0x3f,
+          flags: b[1],
+          bhs: b,
+          data: Buffer.from(r.pdu.data),
+          itt: b.readUInt32BE(16),
+          ttt: b.readUInt32BE(20),
+          statSN: b.readUInt32BE(24),
+          expCmdSN: b.readUInt32BE(28),
+          maxCmdSN: b.readUInt32BE(32),
+        });
+      }
+      this.waiter?.();
+    });
+    socket.on('error', () => undefined);
+    this.closedPromise = new Promise((resolve) =>
+      socket.once('close', () => {
+        this.closed = true;
+        this.waiter?.();
+        resolve();
+      }),
+    );
+  }
+
+  static async connect(port: number, host = '127.0.0.1'): Promise<RawClient> {
+    const net = await import('node:net');
+    const socket = net.connect({ port, host });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', () => resolve());
+      socket.once('error', reject);
+    });
+    return new RawClient(socket);
+  }
+
+  send(...pdus: Pdu[]): void {
+    for (const p of pdus) this.socket.write(wire(p.bhs, p.data, noDigests, p.ahs));
+  }
+
+  /** The next target PDU, or undefined once the connection closed or the time ran out. */
+  async next(timeoutMs = 2000): Promise<TargetPdu | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.queue.length === 0 && !this.closed && Date.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, deadline - Date.now());
+        this.waiter = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.waiter = undefined;
+    }
+    return this.queue.shift();
+  }
+
+  close(): void {
+    this.socket.destroy();
   }
 }

@@ -1,0 +1,269 @@
+// The portal over real sockets on 127.0.0.1 (port 0), with the real SCSI target over memory
+// devices: login, I/O, reinstatement, limits, pings, many sessions at once.
+import test from 'ava';
+import { randomBytes } from 'node:crypto';
+import { startPortal, type Portal, type PortalLimits, type PortalLogger } from './portal.ts';
+import { createScsiTarget } from '../scsi/target.ts';
+import { volumeIdentity } from '../scsi/identity.ts';
+import type { BlockDevice } from '../storage/block-device.ts';
+import type { ScsiTarget } from '../scsi/types.ts';
+import { RawClient, dataOutPdu, defaultIsid, loginPdu, logoutPdu, nopOutPdu, scsiCommandPdu, textOf, textPdu } from './test-support.ts';
+import type { ChapCredentials } from './chap.ts';
+
+export class MemoryDevice implements BlockDevice {
+  readonly blockSizeBytes = 512;
+  readonly bytes: Buffer;
+  writes = 0;
+  constructor(readonly sizeBytes: number) {
+    this.bytes = Buffer.alloc(sizeBytes);
+  }
+  async read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+    return Buffer.from(this.bytes.subarray(offsetBytes, offsetBytes + lengthBytes));
+  }
+  async write(offsetBytes: number, data: Buffer): Promise<void> {
+    this.writes++;
+    data.copy(this.bytes, offsetBytes);
+  }
+  async flush(): Promise<void> {}
+  async close(): Promise<void> {}
+}
+
+export const targetA = 'iqn.2026-11.io.metrocluster:test.alpha';
+export const initiatorName = 'iqn.2026-11.org.example:portal-test';
+
+export function makeTarget(iqn: string, devices: BlockDevice[]): ScsiTarget {
+  return createScsiTarget({
+    iqn,
+    luns: devices.map((device, lun) => ({ lun, device, identity: volumeIdentity({ cluster: 'test', group: iqn, volume: String(lun) }) })),
+    port: { relativeTargetPortId: 1, targetPortGroupId: 1, targetPortName: `${iqn},t,0x0001` },
+  });
+}
+
+/** Collects log lines; a transport fault (error level) fails the test that owns the portal. */
+export class TestLogger implements PortalLogger {
+  readonly lines: Array<{ level: string; msg: string; meta?: object }> = [];
+  info(msg: string, meta?: object) {
+    this.lines.push({ level: 'info', msg, meta });
+  }
+  warn(msg: string, meta?: object) {
+    this.lines.push({ level: 'warn', msg, meta });
+  }
+  error(msg: string, meta?: object) {
+    this.lines.push({ level: 'error', msg, meta });
+  }
+  debug(msg: string, meta?: object) {
+    this.lines.push({ level: 'debug', msg, meta });
+  }
+  errors() {
+    return this.lines.filter((l) => l.level === 'error');
+  }
+}
+
+export async function portalWith(opts: {
+  targets: ScsiTarget[];
+  chap?: ChapCredentials;
+  initiators?: string[];
+  limits?: Partial<PortalLimits>;
+}): Promise<{ portal: Portal; log: TestLogger; port: number }> {
+  const log = new TestLogger();
+  const byName = new Map(opts.targets.map((t) => [t.iqn, t]));
+  const portal = await startPortal({
+    address: '127.0.0.1',
+    port: 0,
+    portalGroupTag: 1,
+    registry: {
+      lookup: (iqn) => byName.get(iqn),
+      discovery: () => opts.targets.map((t) => ({ iqn: t.iqn, portals: [{ address: '127.0.0.1', port: 3260, portalGroupTag: 1 }] })),
+    },
+    auth: { initiators: opts.initiators ?? [], chap: opts.chap },
+    logger: log,
+    limits: opts.limits,
+  });
+  return { portal, log, port: portal.address.port };
+}
+
+/** Logs in a normal session in one request; returns the client and the first CmdSN. */
+export async function login(port: number, target: string, opts: { isid?: Buffer; name?: string; keys?: Record<string, string> } = {}) {
+  const client = await RawClient.connect(port);
+  client.send(
+    loginPdu({
+      csg: 1,
+      nsg: 3,
+      transit: true,
+      isid: opts.isid,
+      cmdSN: 1,
+      keys: { InitiatorName: opts.name ?? initiatorName, TargetName: target, ImmediateData: 'Yes', InitialR2T: 'No', MaxRecvDataSegmentLength: '65536', ...opts.keys },
+    }),
+  );
+  const resp = await client.next();
+  return { client, resp };
+}
+
+/** TEST UNIT READY until GOOD: a new nexus first sees the power-on unit attention (SAM-5 5.14). */
+async function settle(client: RawClient, itt: number, cmdSN: number): Promise<number> {
+  for (let i = 0; i < 4; i++) {
+    client.send(scsiCommandPdu({ itt: itt + i, cmdSN: cmdSN++, cdb: [0], edtl: 0 }));
+    if ((await collect(client)).status === 0) return cmdSN;
+  }
+  throw new Error('unit attention never cleared');
+}
+
+const cdb10 = (op: number, lba: number, blocks: number) => [op, 0, (lba >> 24) & 0xff, (lba >> 16) & 0xff, (lba >> 8) & 0xff, lba & 0xff, 0, (blocks >> 8) & 0xff, blocks & 0xff, 0];
+const read10 = (lba: number, blocks: number) => cdb10(0x28, lba, blocks);
+const write10 = (lba: number, blocks: number) => cdb10(0x2a, lba, blocks);
+
+/** Reads data-in until the status; returns data and SCSI status. */
+async function collect(client: RawClient): Promise<{ data: Buffer; status: number | undefined }> {
+  const parts: Buffer[] = [];
+  for (;;) {
+    const p = await client.next();
+    if (p === undefined) return { data: Buffer.concat(parts), status: undefined };
+    if (p.opcode === 0x25) {
+      parts.push(p.data);
+      if (p.flags & 0x01) return { data: Buffer.concat(parts), status: p.bhs[3] };
+    } else if (p.opcode === 0x21) {
+      return { data: Buffer.concat(parts), status: p.bhs[3] };
+    }
+  }
+}
+
+test('login, a write with immediate data and R2T, a read back, and logout over a real socket', async (t) => {
+  const dev = new MemoryDevice(8 << 20);
+  const { portal, log, port } = await portalWith({ targets: [makeTarget(targetA, [dev])] });
+  t.teardown(() => portal.close());
+  const { client, resp } = await login(port, targetA);
+  t.is(resp?.opcode, 0x23);
+  t.is(resp?.bhs.readUInt16BE(36), 0);
+  t.not(resp?.bhs.readUInt16BE(14), 0, 'a TSIH');
+  t.is(textOf(resp!).MaxRecvDataSegmentLength, '262144');
+  t.is(portal.sessionCount(), 1);
+
+  const data = randomBytes(300 * 1024);
+  const sn = await settle(client, 1000, 1);
+  client.send(scsiCommandPdu({ itt: 1, cmdSN: sn, cdb: write10(8, 600), write: true, edtl: data.length, data: data.subarray(0, 65536) }));
+  const r2t = await client.next();
+  t.is(r2t?.opcode, 0x31);
+  const offset = r2t!.bhs.readUInt32BE(40);
+  const length = r2t!.bhs.readUInt32BE(44);
+  t.is(offset + length, data.length);
+  for (let at = offset, sn = 0; at < offset + length; at += 65536, sn++) {
+    const end = Math.min(at + 65536, offset + length);
+    client.send(dataOutPdu({ itt: 1, ttt: r2t!.ttt, offset: at, data: data.subarray(at, end), final: end === offset + length, dataSN: sn }));
+  }
+  const w = await collect(client);
+  t.is(w.status, 0);
+  const stored = dev.bytes.subarray(8 * 512, 8 * 512 + data.length);
+  const firstDiff = stored.findIndex((b, i) => b !== data[i]);
+  t.is(firstDiff, -1, `first differing byte at ${firstDiff}`);
+
+  client.send(scsiCommandPdu({ itt: 2, cmdSN: sn + 1, cdb: read10(8, 600), read: true, edtl: data.length }));
+  const r = await collect(client);
+  t.is(r.status, 0);
+  t.deepEqual(r.data, data);
+
+  client.send(logoutPdu({ itt: 3, cmdSN: sn + 2 }));
+  const out = await client.next();
+  t.is(out?.opcode, 0x26);
+  await client.closedPromise;
+  t.is(portal.sessionCount(), 0);
+  t.deepEqual(log.errors(), []);
+});
+
+test('a discovery session lists the targets with SendTargets=All', async (t) => {
+  const { portal, port } = await portalWith({ targets: [makeTarget(targetA, [new MemoryDevice(1 << 20)])] });
+  t.teardown(() => portal.close());
+  const client = await RawClient.connect(port);
+  client.send(loginPdu({ csg: 1, nsg: 3, transit: true, keys: { InitiatorName: initiatorName, SessionType: 'Discovery' } }));
+  t.is((await client.next())?.bhs.readUInt16BE(36), 0);
+  client.send(textPdu({ itt: 2, cmdSN: 1, keys: { SendTargets: 'All' } }));
+  t.deepEqual(textOf((await client.next())!), { TargetName: targetA, TargetAddress: '127.0.0.1:3260,1' });
+  client.close();
+});
+
+test('a second login from the same initiator port with TSIH 0 reinstates the session: the old connection goes', async (t) => {
+  const { portal, port } = await portalWith({ targets: [makeTarget(targetA, [new MemoryDevice(1 << 20)])] });
+  t.teardown(() => portal.close());
+  const first = await login(port, targetA);
+  const tsih1 = first.resp!.bhs.readUInt16BE(14);
+  const second = await login(port, targetA);
+  t.is(second.resp?.bhs.readUInt16BE(36), 0);
+  await first.client.closedPromise;
+  t.true(first.client.closed);
+  t.is(portal.sessionCount(), 1);
+  t.not(second.resp!.bhs.readUInt16BE(14), tsih1);
+  const other = await login(port, targetA, { isid: Buffer.from([0x80, 0, 0, 0, 0, 9]) });
+  t.is(other.resp?.bhs.readUInt16BE(36), 0);
+  t.is(portal.sessionCount(), 2, 'another ISID is another session');
+  second.client.close();
+  other.client.close();
+});
+
+test('login refusals reach the initiator as status class and detail, then the connection closes', async (t) => {
+  const chap = { user: 'host1', secret: 'initiator-secret-1' };
+  const { portal, port, log } = await portalWith({ targets: [makeTarget(targetA, [new MemoryDevice(1 << 20)])], chap, initiators: [initiatorName] });
+  t.teardown(() => portal.close());
+  const cases: Array<[string, Record<string, string>, number]> = [
+    ['no credentials', { InitiatorName: initiatorName, TargetName: targetA, AuthMethod: 'None' }, 0x0201],
+    ['an initiator outside the allow-list', { InitiatorName: 'iqn.2026-11.org.example:stranger', TargetName: targetA, AuthMethod: 'CHAP' }, 0x0202],
+    ['an unknown target', { InitiatorName: initiatorName, TargetName: 'iqn.2026-11.io.metrocluster:none', AuthMethod: 'CHAP' }, 0x0203],
+  ];
+  for (const [name, keys, status] of cases) {
+    const client = await RawClient.connect(port);
+    client.send(loginPdu({ csg: 0, nsg: 1, transit: true, keys }));
+    const resp = await client.next();
+    t.is(resp?.bhs.readUInt16BE(36), status, name);
+    await client.closedPromise;
+  }
+  t.false(JSON.stringify(log.lines).includes(chap.secret), 'the secret is never logged');
+});
+
+test('a login that does not finish in time is dropped', async (t) => {
+  const { portal, port } = await portalWith({ targets: [makeTarget(targetA, [new MemoryDevice(1 << 20)])], limits: { loginTimeoutMs: 300 } });
+  t.teardown(() => portal.close());
+  const client = await RawClient.connect(port);
+  const start = Date.now();
+  await client.closedPromise;
+  t.true(Date.now() - start < 3000);
+});
+
+test('an idle session is pinged with NOP-In, and dropped when it stops answering', async (t) => {
+  const { portal, port } = await portalWith({
+    targets: [makeTarget(targetA, [new MemoryDevice(1 << 20)])],
+    limits: { nopInIntervalMs: 200, nopInTimeoutMs: 1500 },
+  });
+  t.teardown(() => portal.close());
+  const { client } = await login(port, targetA);
+  const ping = await client.next(3000);
+  t.is(ping?.opcode, 0x20);
+  t.is(ping?.itt, 0xffffffff);
+  client.send(nopOutPdu({ itt: 0xffffffff, ttt: ping!.ttt, cmdSN: 1, immediate: true }));
+  const ping2 = await client.next(3000);
+  t.is(ping2?.opcode, 0x20, 'answered: still logged in and pinged again');
+  await client.closedPromise;
+  t.is(portal.sessionCount(), 0);
+});
+
+test('many sessions at once each write and read back their own blocks', async (t) => {
+  const dev = new MemoryDevice(16 << 20);
+  const { portal, port, log } = await portalWith({ targets: [makeTarget(targetA, [dev])] });
+  t.teardown(() => portal.close());
+  const sessions = 24;
+  await Promise.all(
+    Array.from({ length: sessions }, async (_, i) => {
+      const isid = Buffer.from(defaultIsid);
+      isid[5] = i;
+      const { client, resp } = await login(port, targetA, { isid });
+      t.is(resp?.bhs.readUInt16BE(36), 0);
+      const mine = Buffer.alloc(8192, i + 1);
+      let sn = await settle(client, 1000, 1);
+      for (let k = 0; k < 5; k++) {
+        client.send(scsiCommandPdu({ itt: 10 + k, cmdSN: sn++, cdb: write10(i * 64 + k * 16, 16), write: true, edtl: 8192, data: mine }));
+        t.is((await collect(client)).status, 0);
+        client.send(scsiCommandPdu({ itt: 100 + k, cmdSN: sn++, cdb: read10(i * 64 + k * 16, 16), read: true, edtl: 8192 }));
+        t.deepEqual((await collect(client)).data, mine);
+      }
+      client.close();
+    }),
+  );
+  t.deepEqual(log.errors(), []);
+});
