@@ -10,7 +10,7 @@ import { exchanges, mutate, sendExchange, readBlocks, cdb } from './harness/fuzz
 
 const exchangesMax = 3000;
 const fuzzDurationMsMax = 90_000;
-const parallel = 12;
+const parallel = 24;
 
 let cluster: TestCluster | undefined;
 test.after.always(async () => { await cluster?.stop(); });
@@ -55,7 +55,7 @@ test.serial('seeded PDU fuzzing: no crash, no hang, other sessions keep working,
     }
     await Promise.all(batch);
     sent += parallel;
-    if (sent % (parallel * 20) === 0) {
+    if (sent % (parallel * 10) === 0) {
       const r = await readBlocks(good, 0, 0, 8).catch(async (err: Error) => {
         t.log(`agent log:\n${await c.logTail('alpha', 60)}`);
         throw err;
