@@ -61,19 +61,31 @@ function write(l: Layout) {
     if (outOfRange(lu, lba, blocks)) return lbaOutOfRange(bytes);
     if (blocks > lu.transferMaxBlocks) return invalidFieldInCdb(l.lengthAt);
     if (blocks === 0) return good(undefined, 0);
-    const received = req.dataOut;
-    // Fewer Data-Out bytes than the CDB asks for (EDTL < transfer length): write nothing rather
-    // than a torn block; the transport reports the overflow residual (RFC 7143 11.4.5.2).
-    if (received === undefined || received.length < bytes) {
-      return illegalRequest(Asc.InvalidFieldInCommandInformationUnit, bytes);
+    const data = dataToWrite(req.dataOut, bytes, lu.blockSizeBytes);
+    if (data === undefined) return illegalRequest(Asc.InvalidFieldInCommandInformationUnit, bytes);
+    if (data.length > 0) {
+      const fua = l.lbaBytes !== 3 && (cdb[1] & 0x08) !== 0;
+      await lu.device.write(lba * lu.blockSizeBytes, data, fua ? fuaOn : undefined);
     }
-    const data = received.length === bytes ? received : received.subarray(0, bytes);
-    const fua = l.lbaBytes !== 3 && (cdb[1] & 0x08) !== 0;
-    await lu.device.write(lba * lu.blockSizeBytes, data, fua ? fuaOn : undefined);
+    // commandTransferBytes stays the CDB's length, so a short Data-Out shows as an overflow residual.
     return good(undefined, bytes);
   };
 }
 const fuaOn = Object.freeze({ fua: true });
+
+/**
+ * The bytes a WRITE stores. More Data-Out than the CDB asks for: the CDB's length (the rest is
+ * the underflow residual). Less (EDTL < transfer length, RFC 7143 11.4.5.2): the command runs on
+ * what arrived, as FCP-4 9.4.2 a) describes, when that is whole blocks; a partial block would be
+ * a torn write, so the command is refused and nothing is written. undefined = refuse.
+ */
+function dataToWrite(received: Buffer | undefined, bytes: number, blockSizeBytes: number): Buffer | undefined {
+  const have = received?.length ?? 0;
+  if (have >= bytes) return have === bytes ? received : received!.subarray(0, bytes);
+  if (have % blockSizeBytes !== 0) return undefined;
+  return received ?? emptyBuffer;
+}
+const emptyBuffer = Buffer.alloc(0);
 
 /** SBC-3 5.29/5.31: BYTCHK 00b checks the range only; 01b compares Data-Out; 11b compares one block with each. */
 function verify(l: Layout) {

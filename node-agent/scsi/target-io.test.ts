@@ -159,10 +159,25 @@ for (const c of protectionFields) {
   });
 }
 
-test('Data-Out shorter than the CDB asks: refused, nothing written, transfer size reported for the residual', async (t) => {
+test('Data-Out of fewer whole blocks than the CDB asks: those blocks are written, the rest untouched', async (t) => {
+  const f = await makeFixture(t);
+  await f.exec(rw('write', 10, 0, 3), { dataOut: Buffer.alloc(1536, 0x61) });
+  const none = await f.exec(rw('write', 10, 0, 3), { dataOut: Buffer.alloc(0) });
+  t.is(none.status, GOOD);
+  t.is(none.commandTransferBytes, 1536, 'the transport reports the missing bytes as overflow');
+  t.true((await f.exec(rw('read', 10, 0, 3))).dataIn?.equals(Buffer.alloc(1536, 0x61)));
+  const one = await f.exec(rw('write', 16, 0, 3, 0x08), { dataOut: Buffer.alloc(512, 0x62) });
+  t.is(one.status, GOOD);
+  t.is(one.commandTransferBytes, 1536);
+  t.is(f.devices[0].fuaWrites, 1, 'FUA still applies to what was written');
+  const back = (await f.exec(rw('read', 10, 0, 3))).dataIn!;
+  t.true(back.equals(Buffer.concat([Buffer.alloc(512, 0x62), Buffer.alloc(1024, 0x61)])));
+});
+
+test('Data-Out ending inside a block: refused with INVALID FIELD IN COMMAND INFORMATION UNIT, nothing written', async (t) => {
   const f = await makeFixture(t);
   await f.exec(rw('write', 10, 0, 2), { dataOut: Buffer.alloc(1024, 0x61) });
-  for (const short of [0, 200, 512]) {
+  for (const short of [200, 700]) {
     const r = await f.exec(rw('write', 10, 0, 2), { dataOut: Buffer.alloc(short, 0x62) });
     t.deepEqual([r.status, r.sk, r.asc, r.ascq], [CHECK, 0x5, 0x0e, 0x03], `${short} bytes`);
     t.is(r.commandTransferBytes, 1024);
