@@ -2,111 +2,8 @@
 // devices: login, I/O, reinstatement, limits, pings, many sessions at once.
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
-import { startPortal, type Portal, type PortalLimits, type PortalLogger } from './portal.ts';
-import { createScsiTarget } from '../scsi/target.ts';
-import { volumeIdentity } from '../scsi/identity.ts';
-import type { BlockDevice } from '../storage/block-device.ts';
-import type { ScsiTarget } from '../scsi/types.ts';
 import { RawClient, dataOutPdu, defaultIsid, loginPdu, logoutPdu, nopOutPdu, scsiCommandPdu, textOf, textPdu } from './test-support.ts';
-import type { ChapCredentials } from './chap.ts';
-
-export class MemoryDevice implements BlockDevice {
-  readonly blockSizeBytes = 512;
-  readonly bytes: Buffer;
-  writes = 0;
-  constructor(readonly sizeBytes: number) {
-    this.bytes = Buffer.alloc(sizeBytes);
-  }
-  async read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
-    return Buffer.from(this.bytes.subarray(offsetBytes, offsetBytes + lengthBytes));
-  }
-  async write(offsetBytes: number, data: Buffer): Promise<void> {
-    this.writes++;
-    data.copy(this.bytes, offsetBytes);
-  }
-  async flush(): Promise<void> {}
-  async close(): Promise<void> {}
-}
-
-export const targetA = 'iqn.2026-11.io.metrocluster:test.alpha';
-export const initiatorName = 'iqn.2026-11.org.example:portal-test';
-
-export function makeTarget(iqn: string, devices: BlockDevice[]): ScsiTarget {
-  return createScsiTarget({
-    iqn,
-    luns: devices.map((device, lun) => ({ lun, device, identity: volumeIdentity({ cluster: 'test', group: iqn, volume: String(lun) }) })),
-    port: { relativeTargetPortId: 1, targetPortGroupId: 1, targetPortName: `${iqn},t,0x0001` },
-  });
-}
-
-/** Collects log lines; a transport fault (error level) fails the test that owns the portal. */
-export class TestLogger implements PortalLogger {
-  readonly lines: Array<{ level: string; msg: string; meta?: object }> = [];
-  info(msg: string, meta?: object) {
-    this.lines.push({ level: 'info', msg, meta });
-  }
-  warn(msg: string, meta?: object) {
-    this.lines.push({ level: 'warn', msg, meta });
-  }
-  error(msg: string, meta?: object) {
-    this.lines.push({ level: 'error', msg, meta });
-  }
-  debug(msg: string, meta?: object) {
-    this.lines.push({ level: 'debug', msg, meta });
-  }
-  errors() {
-    return this.lines.filter((l) => l.level === 'error');
-  }
-}
-
-export async function portalWith(opts: {
-  targets: ScsiTarget[];
-  chap?: ChapCredentials;
-  initiators?: string[];
-  limits?: Partial<PortalLimits>;
-}): Promise<{ portal: Portal; log: TestLogger; port: number }> {
-  const log = new TestLogger();
-  const byName = new Map(opts.targets.map((t) => [t.iqn, t]));
-  const portal = await startPortal({
-    address: '127.0.0.1',
-    port: 0,
-    portalGroupTag: 1,
-    registry: {
-      lookup: (iqn) => byName.get(iqn),
-      discovery: () => opts.targets.map((t) => ({ iqn: t.iqn, portals: [{ address: '127.0.0.1', port: 3260, portalGroupTag: 1 }] })),
-    },
-    auth: { initiators: opts.initiators ?? [], chap: opts.chap },
-    logger: log,
-    limits: opts.limits,
-  });
-  return { portal, log, port: portal.address.port };
-}
-
-/** Logs in a normal session in one request; returns the client and the first CmdSN. */
-export async function login(port: number, target: string, opts: { isid?: Buffer; name?: string; keys?: Record<string, string> } = {}) {
-  const client = await RawClient.connect(port);
-  client.send(
-    loginPdu({
-      csg: 1,
-      nsg: 3,
-      transit: true,
-      isid: opts.isid,
-      cmdSN: 1,
-      keys: { InitiatorName: opts.name ?? initiatorName, TargetName: target, ImmediateData: 'Yes', InitialR2T: 'No', MaxRecvDataSegmentLength: '65536', ...opts.keys },
-    }),
-  );
-  const resp = await client.next();
-  return { client, resp };
-}
-
-/** TEST UNIT READY until GOOD: a new nexus first sees the power-on unit attention (SAM-5 5.14). */
-async function settle(client: RawClient, itt: number, cmdSN: number): Promise<number> {
-  for (let i = 0; i < 4; i++) {
-    client.send(scsiCommandPdu({ itt: itt + i, cmdSN: cmdSN++, cdb: [0], edtl: 0 }));
-    if ((await collect(client)).status === 0) return cmdSN;
-  }
-  throw new Error('unit attention never cleared');
-}
+import { MemoryDevice, initiatorName, login, makeTarget, portalWith, targetA } from './portal-test-support.ts';
 
 const cdb10 = (op: number, lba: number, blocks: number) => [op, 0, (lba >> 24) & 0xff, (lba >> 16) & 0xff, (lba >> 8) & 0xff, lba & 0xff, 0, (blocks >> 8) & 0xff, blocks & 0xff, 0];
 const read10 = (lba: number, blocks: number) => cdb10(0x28, lba, blocks);
@@ -125,6 +22,15 @@ async function collect(client: RawClient): Promise<{ data: Buffer; status: numbe
       return { data: Buffer.concat(parts), status: p.bhs[3] };
     }
   }
+}
+
+/** TEST UNIT READY until GOOD: a new nexus first sees the power-on unit attention (SAM-5 5.14). */
+async function settle(client: RawClient, itt: number, cmdSN: number): Promise<number> {
+  for (let i = 0; i < 4; i++) {
+    client.send(scsiCommandPdu({ itt: itt + i, cmdSN: cmdSN++, cdb: [0], edtl: 0 }));
+    if ((await collect(client)).status === 0) return cmdSN;
+  }
+  throw new Error('unit attention never cleared');
 }
 
 test('login, a write with immediate data and R2T, a read back, and logout over a real socket', async (t) => {
@@ -159,7 +65,7 @@ test('login, a write with immediate data and R2T, a read back, and logout over a
   client.send(scsiCommandPdu({ itt: 2, cmdSN: sn + 1, cdb: read10(8, 600), read: true, edtl: data.length }));
   const r = await collect(client);
   t.is(r.status, 0);
-  t.deepEqual(r.data, data);
+  t.true(r.data.equals(data), 'read back what was written');
 
   client.send(logoutPdu({ itt: 3, cmdSN: sn + 2 }));
   const out = await client.next();
@@ -253,14 +159,14 @@ test('many sessions at once each write and read back their own blocks', async (t
       const isid = Buffer.from(defaultIsid);
       isid[5] = i;
       const { client, resp } = await login(port, targetA, { isid });
-      t.is(resp?.bhs.readUInt16BE(36), 0);
+      t.is(resp?.bhs.readUInt16BE(36), 0, `session ${i}`);
       const mine = Buffer.alloc(8192, i + 1);
       let sn = await settle(client, 1000, 1);
       for (let k = 0; k < 5; k++) {
         client.send(scsiCommandPdu({ itt: 10 + k, cmdSN: sn++, cdb: write10(i * 64 + k * 16, 16), write: true, edtl: 8192, data: mine }));
         t.is((await collect(client)).status, 0);
         client.send(scsiCommandPdu({ itt: 100 + k, cmdSN: sn++, cdb: read10(i * 64 + k * 16, 16), read: true, edtl: 8192 }));
-        t.deepEqual((await collect(client)).data, mine);
+        t.true((await collect(client)).data.equals(mine), `session ${i} reads its own data`);
       }
       client.close();
     }),
