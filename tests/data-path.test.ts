@@ -122,6 +122,14 @@ test.serial('discovery, identification, patterns across every LUN, and durabilit
   };
   await verify();
 
+  // CRC32C header digests (RFC 7143 §13.1) negotiated by qemu's initiator: data moves, digests check.
+  const [host] = c.portal(1).split(':');
+  const digestOpts = `driver=iscsi,transport=tcp,portal=${c.portal(1)},target=${c.iqn('db')},lun=1,header-digest=crc32c,initiator-name=iqn.2026-11.org.example:digest`;
+  const dig = await run('qemu-io', ['-c', 'write -P 0x6d 12M 2M', '-c', 'read -P 0x6d 12M 2M', '--image-opts', digestOpts], { timeoutMs: 60_000 });
+  t.is(dig.code, 0, dig.stdout + dig.stderr);
+  t.notRegex(dig.stdout + dig.stderr, /Pattern verification failed|fail/i);
+  t.true((await c.logTail('alpha', 400)).split('\n').some((l) => l.includes('"headerDigest":true') && l.includes('org.example:digest')), `the agent logged a login with header digests from ${host}`);
+
   // SIGKILL the agent of each site: metroctl up restarts it; every completed write reads back intact.
   for (const site of ['alpha', 'beta']) {
     const pid = c.up.pidOf(`agent ${site}`);

@@ -34,7 +34,7 @@ export interface RunResult {
 export function run(cmd: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<RunResult> {
   const started = performance.now();
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { env: opts.env ?? process.env, stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let timedOut = false;
@@ -45,6 +45,10 @@ export function run(cmd: string, args: string[], opts: { timeoutMs?: number; env
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr, timedOut, ms: performance.now() - started });
     });
-    child.stdin.end(opts.input ?? '');
+    if (child.stdin) {
+      // A tool that exits without reading its input must not turn into an EPIPE in the test.
+      child.stdin.on('error', () => undefined);
+      child.stdin.end(opts.input);
+    }
   });
 }
