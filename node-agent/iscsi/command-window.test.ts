@@ -96,6 +96,10 @@ for (const [name, expected, returned, command, r] of residuals) {
   });
 }
 
+test('an overflow beyond 32 bits saturates the Residual Count field instead of breaking the PDU', (t) => {
+  t.deepEqual(residualOf(512, 2 ** 41), { overflow: true, underflow: false, count: 0xffffffff });
+});
+
 test('residual of a write: the CDB length against EDTL (RFC 7143 §11.4.5)', (t) => {
   t.deepEqual(residualOf(0, 512), { overflow: true, underflow: false, count: 512 });
   t.deepEqual(residualOf(10000, 512), { overflow: false, underflow: true, count: 9488 });

@@ -490,7 +490,8 @@ export class FullFeatureConnection {
       }
       task.unsolicitedNext = end;
       task.unsolicitedDataSN++;
-      if (d.final) task.unsolicitedOpen = false;
+      // The burst ends with F, or when it reaches FirstBurstLength (or EDTL) regardless.
+      if (d.final || end === task.unsolicitedEnd) task.unsolicitedOpen = false;
     } else {
       const r2t = this.r2tByTag.get(d.targetTransferTag);
       if (r2t === undefined || r2t.task !== task) {

@@ -3,11 +3,11 @@
 // MaxBurstLength (§11.7). Pure.
 import type { Residual } from './pdu.ts';
 
-/** Residual of a transfer that needed `neededBytes` where the initiator expected `expectedBytes`. */
 /** The Residual Count field is 32 bits; a CDB may ask for more (READ 16 of 2^32 blocks), so an
  *  overflow beyond it saturates rather than wrapping (RFC 7143 §11.4.5). */
 const residualCountMax = 0xffff_ffff;
 
+/** Residual of a transfer that needed `neededBytes` where the initiator expected `expectedBytes`. */
 export function residualOf(expectedBytes: number, neededBytes: number): Residual {
   if (neededBytes > expectedBytes) return { overflow: true, underflow: false, count: Math.min(neededBytes - expectedBytes, residualCountMax) };
   if (neededBytes < expectedBytes) return { overflow: false, underflow: true, count: expectedBytes - neededBytes };

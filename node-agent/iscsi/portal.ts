@@ -305,7 +305,7 @@ class Client {
       }
       return;
     }
-    this.conn.tick(nowMs);
+    this.guard(() => this.conn!.tick(nowMs));
   }
 
   private onData(chunk: Buffer): void {
@@ -326,13 +326,23 @@ class Client {
         this.onLoginPdu(r.pdu);
       }
     } catch (err) {
-      // A bug in the transport: this connection ends, the portal and its other sessions go on.
-      this.log.error('iSCSI transport fault, dropping connection', {
-        remote: this.remote,
-        error: err instanceof Error ? `${err.name}: ${err.message}\n${err.stack}` : String(err),
-      });
-      this.drop('transport fault', true);
+      this.fault(err);
     }
+  }
+
+  /** Runs a step of the core; a throw is a bug in the transport: this connection ends, the portal
+   *  and its other sessions go on, and the log says where. */
+  private guard(step: () => void): void {
+    try {
+      step();
+    } catch (err) {
+      this.fault(err);
+    }
+  }
+
+  private fault(err: unknown): void {
+    this.log.error('iSCSI transport fault, dropping connection', { remote: this.remote, error: describe(err, true) });
+    this.drop('transport fault', true);
   }
 
   private onLoginPdu(pdu: Pdu): void {
@@ -386,10 +396,10 @@ class Client {
         execute: (serial, req) => {
           const conn = this.conn!;
           target!.execute(req).then(
-            (res) => conn.complete(serial, res),
+            (res) => this.guard(() => conn.complete(serial, res)),
             (err: unknown) => {
-              this.log.error('SCSI command failed', { remote: this.remote, error: err instanceof Error ? err.message : String(err) });
-              conn.fail(serial);
+              this.log.error('SCSI command failed', { remote: this.remote, error: describe(err) });
+              this.guard(() => conn.fail(serial));
             },
           );
         },
@@ -397,10 +407,10 @@ class Client {
           const conn = this.conn!;
           const run = target !== undefined ? target.taskManagement(req) : Promise.resolve('function-rejected' as const);
           run.then(
-            (res) => conn.completeTaskManagement(serial, res),
+            (res) => this.guard(() => conn.completeTaskManagement(serial, res)),
             (err: unknown) => {
-              this.log.error('task management failed', { remote: this.remote, error: err instanceof Error ? err.message : String(err) });
-              conn.completeTaskManagement(serial, 'function-rejected');
+              this.log.error('task management failed', { remote: this.remote, error: describe(err) });
+              this.guard(() => conn.completeTaskManagement(serial, 'function-rejected'));
             },
           );
         },
@@ -480,4 +490,9 @@ class Client {
     }
     this.portal.unregister(this);
   }
+}
+
+function describe(err: unknown, stack = false): string {
+  if (!(err instanceof Error)) return String(err);
+  return stack ? `${err.name}: ${err.message}\n${err.stack}` : `${err.name}: ${err.message}`;
 }
