@@ -449,13 +449,15 @@ class Client {
     });
   }
 
-  /** Writes PDUs; writes within one tick go out together (cork until the next tick). */
+  /** Writes PDUs. Everything written in one turn of the event loop goes out in one writev: the
+   *  socket stays corked until the check phase, after every I/O completion of that turn has run, so
+   *  32 completions at queue depth 32 cost one system call instead of 32. */
   private write(parts: Buffer[]): void {
     if (this.ended || this.socket.destroyed) return;
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      process.nextTick(() => {
+      setImmediate(() => {
         this.corked = false;
         this.socket.uncork();
       });
