@@ -26,6 +26,9 @@ export interface AdditionalSense {
 export const Asc = {
   NoAdditionalSense: { asc: 0x00, ascq: 0x00 },
   LogicalUnitNotReady: { asc: 0x04, ascq: 0x00 },
+  LogicalUnitNotAccessibleTransitioning: { asc: 0x04, ascq: 0x0a },
+  LogicalUnitNotAccessibleStandby: { asc: 0x04, ascq: 0x0b },
+  LogicalUnitNotAccessibleUnavailable: { asc: 0x04, ascq: 0x0c },
   WriteError: { asc: 0x0c, ascq: 0x00 },
   InvalidFieldInCommandInformationUnit: { asc: 0x0e, ascq: 0x03 },
   UnrecoveredReadError: { asc: 0x11, ascq: 0x00 },
@@ -36,14 +39,20 @@ export const Asc = {
   InvalidFieldInCdb: { asc: 0x24, ascq: 0x00 },
   LogicalUnitNotSupported: { asc: 0x25, ascq: 0x00 },
   InvalidFieldInParameterList: { asc: 0x26, ascq: 0x00 },
+  InvalidReleaseOfPersistentReservation: { asc: 0x26, ascq: 0x04 },
   SpaceAllocationFailedWriteProtect: { asc: 0x27, ascq: 0x07 },
   PowerOnResetOccurred: { asc: 0x29, ascq: 0x00 },
   BusDeviceResetFunctionOccurred: { asc: 0x29, ascq: 0x03 },
   ModeParametersChanged: { asc: 0x2a, ascq: 0x01 },
+  ReservationsPreempted: { asc: 0x2a, ascq: 0x03 },
+  ReservationsReleased: { asc: 0x2a, ascq: 0x04 },
+  RegistrationsPreempted: { asc: 0x2a, ascq: 0x05 },
+  AsymmetricAccessStateChanged: { asc: 0x2a, ascq: 0x06 },
   CapacityDataHasChanged: { asc: 0x2a, ascq: 0x09 },
   SavingParametersNotSupported: { asc: 0x39, ascq: 0x00 },
   ReportedLunsDataHasChanged: { asc: 0x3f, ascq: 0x0e },
   InternalTargetFailure: { asc: 0x44, ascq: 0x00 },
+  InsufficientRegistrationResources: { asc: 0x55, ascq: 0x04 },
 } as const satisfies Record<string, AdditionalSense>;
 
 /** Where in the CDB or parameter list the offending field is (sense-key specific, SPC-4 4.5.2.4.2). */
