@@ -3,6 +3,7 @@
 // SBC for disks) are arrays of CommandSpec; a device type is the table built from its sets.
 import { assert } from '../../common/assert.ts';
 import type { BlockDevice } from '../storage/block-device.ts';
+import type { LunReservations } from './access-check.ts';
 import type { AdditionalSense } from './sense.ts';
 import type { TaskSet } from './task-set.ts';
 import type { VolumeIdentity } from './identity.ts';
@@ -20,6 +21,8 @@ export interface LogicalUnit {
   /** Block Limits VPD OPTIMAL TRANSFER LENGTH GRANULARITY. */
   readonly granularityBlocks: number;
   readonly taskSet: TaskSet;
+  /** Reservations held on this logical unit; access-check.ts decides what they forbid. */
+  readonly reservations: LunReservations;
 }
 
 export interface TargetPort {
@@ -57,6 +60,9 @@ interface SpecBase {
   readonly timeoutSeconds?: { nominal: number; recommended: number };
   /** How a failed device call is reported: MEDIUM ERROR with this code; otherwise HARDWARE ERROR. */
   readonly mediumError?: AdditionalSense;
+  /** Runs alone on the logical unit, after every earlier command and before any later one
+   *  (COMPARE AND WRITE, ORWRITE: SBC-4 5.3 atomicity), as an ORDERED task would. */
+  readonly exclusive?: boolean;
 }
 
 export type CommandSpec =

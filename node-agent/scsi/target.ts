@@ -3,9 +3,11 @@
 // opcode, CDB fields), per-LUN task sets, per-nexus unit attentions and task management.
 import { AssertionFailed, assert } from '../../common/assert.ts';
 import type { BlockDevice } from '../storage/block-device.ts';
+import { LunReservations, accessConflict } from './access-check.ts';
 import { findUnsupportedCdbBit } from './cdb.ts';
 import { CommandTable, type CommandSpec, type LogicalUnit, type TargetContext, type TargetPort } from './command-table.ts';
 import type { VolumeIdentity } from './identity.ts';
+import { reserveReleaseCommands } from './reserve-release.ts';
 import { sbcCommands } from './sbc-commands.ts';
 import { Asc, SenseKey, checkCondition, type AdditionalSense } from './sense.ts';
 import { spcCommands } from './spc-commands.ts';
@@ -35,7 +37,7 @@ export interface ScsiTargetOptions {
 }
 
 /** The command set of a direct access block device: SPC shared commands plus SBC. */
-export const diskCommandTable = new CommandTable([...spcCommands, ...sbcCommands]);
+export const diskCommandTable = new CommandTable([...spcCommands, ...sbcCommands, ...reserveReleaseCommands]);
 
 const transferMaxBytesDefault = 8 * 1024 * 1024;
 const granularityBytes = 4096;
@@ -78,6 +80,7 @@ class DiskTarget implements ScsiTarget, TargetContext {
         transferMaxBlocks: Math.max(1, Math.floor(transferMaxBytes / blockSizeBytes)),
         granularityBlocks: Math.max(1, granularityBytes / blockSizeBytes),
         taskSet: new TaskSet(),
+        reservations: new LunReservations(),
       });
     }
     this.lunList = [...this.units.keys()].sort((a, b) => a - b);
@@ -102,6 +105,7 @@ class DiskTarget implements ScsiTarget, TargetContext {
 
   nexusClosed(nexus: Nexus): void {
     this.attentions.closeNexus(nexus.id);
+    for (const lu of this.units.values()) lu.reservations.nexusLost(nexus.id);
   }
 
   execute(req: ScsiRequest): Promise<ScsiResponse> {
@@ -129,7 +133,11 @@ class DiskTarget implements ScsiTarget, TargetContext {
     }
     const bad = findUnsupportedCdbBit(req.cdb, spec.usage);
     if (bad) return Promise.resolve(checkCondition({ key: SenseKey.IllegalRequest, code: Asc.InvalidFieldInCdb, fieldPointer: bad }));
-    return lu.taskSet.run(req.attribute, () => this.run(spec, req, lu));
+    if (lu.reservations.held) {
+      const conflict = accessConflict(spec, req, lu);
+      if (conflict) return Promise.resolve(conflict);
+    }
+    return lu.taskSet.run(spec.exclusive ? 'ordered' : req.attribute, () => this.run(spec, req, lu));
   }
 
   private async runOnMissingLun(spec: CommandSpec & { onMissingLun: true }, req: ScsiRequest): Promise<ScsiResponse> {
@@ -164,6 +172,7 @@ class DiskTarget implements ScsiTarget, TargetContext {
         const lu = this.units.get(req.lun);
         if (!lu) return 'lun-does-not-exist';
         await lu.taskSet.drain();
+        lu.reservations.reset();
         // SAM-5 6.3.3: every I_T nexus, the requester's included, sees the reset.
         this.attentions.establish(lu.lun, Asc.BusDeviceResetFunctionOccurred);
         return 'function-complete';
@@ -171,6 +180,7 @@ class DiskTarget implements ScsiTarget, TargetContext {
       case 'target-warm-reset':
       case 'target-cold-reset': {
         await Promise.all([...this.units.values()].map((lu) => lu.taskSet.drain()));
+        for (const lu of this.units.values()) lu.reservations.reset();
         for (const lun of this.lunList) this.attentions.establish(lun, Asc.PowerOnResetOccurred);
         return 'function-complete';
       }

@@ -10,5 +10,11 @@ export interface BlockDevice {
   write(offsetBytes: number, data: Buffer, opts?: { fua?: boolean }): Promise<void>;
   /** Makes every completed write durable (fdatasync). */
   flush(): Promise<void>;
+  /**
+   * Optional thin provisioning: afterwards the range reads as zeros, and the space behind it is
+   * released where the storage can (SBC-4 4.7.3.4 deallocation with LBPRZ=1). Devices without it
+   * get the range written with zeros by the SCSI layer.
+   */
+  deallocate?(offsetBytes: number, lengthBytes: number): Promise<void>;
   close(): Promise<void>;
 }

@@ -5,6 +5,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { assert } from '../../common/assert.ts';
 import type { BlockDevice } from './block-device.ts';
+import { punchHole } from './hole-punch.ts';
 
 export interface FileBlockDeviceOptions {
   path: string;
@@ -37,8 +38,15 @@ export async function openFileBlockDevice(opts: FileBlockDeviceOptions): Promise
     await handle.close();
     throw err;
   }
-  return new FileBlockDevice(handle, opts.sizeBytes, blockSizeBytes);
+  return new FileBlockDevice(handle, opts.sizeBytes, blockSizeBytes, opts.path);
 }
+
+/** Ranges shorter than this are written with zeros: cheaper than spawning a process. */
+const punchMinBytes = 256 * 1024;
+/** Holes are punched on filesystem-block boundaries; the unaligned head and tail are zero-written. */
+const punchAlignBytes = 4096;
+const zeroChunkBytes = 1024 * 1024;
+const zeros = Buffer.alloc(zeroChunkBytes);
 
 export class FileBlockDevice implements BlockDevice {
   private closed = false;
@@ -47,6 +55,7 @@ export class FileBlockDevice implements BlockDevice {
     private readonly handle: FileHandle,
     readonly sizeBytes: number,
     readonly blockSizeBytes: number,
+    private readonly path: string,
   ) {}
 
   async read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
@@ -78,6 +87,26 @@ export class FileBlockDevice implements BlockDevice {
   async flush(): Promise<void> {
     assert(!this.closed, 'flush on a closed volume file');
     await this.handle.datasync();
+  }
+
+  /** Punches a hole where the range covers whole filesystem blocks and is large; zeros elsewhere. */
+  async deallocate(offsetBytes: number, lengthBytes: number): Promise<void> {
+    this.checkRange(offsetBytes, lengthBytes);
+    const end = offsetBytes + lengthBytes;
+    const holeStart = Math.ceil(offsetBytes / punchAlignBytes) * punchAlignBytes;
+    const holeEnd = Math.floor(end / punchAlignBytes) * punchAlignBytes;
+    if (holeEnd - holeStart >= punchMinBytes && (await punchHole(this.path, holeStart, holeEnd - holeStart))) {
+      await this.writeZeros(offsetBytes, holeStart);
+      await this.writeZeros(holeEnd, end);
+      return;
+    }
+    await this.writeZeros(offsetBytes, end);
+  }
+
+  private async writeZeros(fromBytes: number, toBytes: number): Promise<void> {
+    for (let at = fromBytes; at < toBytes; at += zeroChunkBytes) {
+      await this.write(at, zeros.subarray(0, Math.min(zeroChunkBytes, toBytes - at)));
+    }
   }
 
   async close(): Promise<void> {
