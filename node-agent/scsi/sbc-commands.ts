@@ -8,32 +8,32 @@ import { Asc, SenseKey, checkCondition, good, goodStatus, illegalRequest, invali
 import type { ScsiRequest, ScsiResponse } from './types.ts';
 
 /** Where a CDB layout keeps its fields. */
-interface Layout {
+export interface Layout {
   readonly lbaAt: number;
   readonly lbaBytes: 3 | 4 | 8;
   readonly lengthAt: number;
   readonly lengthBytes: 1 | 2 | 4;
 }
 
-const layout6: Layout = { lbaAt: 1, lbaBytes: 3, lengthAt: 4, lengthBytes: 1 };
-const layout10: Layout = { lbaAt: 2, lbaBytes: 4, lengthAt: 7, lengthBytes: 2 };
-const layout12: Layout = { lbaAt: 2, lbaBytes: 4, lengthAt: 6, lengthBytes: 4 };
-const layout16: Layout = { lbaAt: 2, lbaBytes: 8, lengthAt: 10, lengthBytes: 4 };
+export const layout6: Layout = { lbaAt: 1, lbaBytes: 3, lengthAt: 4, lengthBytes: 1 };
+export const layout10: Layout = { lbaAt: 2, lbaBytes: 4, lengthAt: 7, lengthBytes: 2 };
+export const layout12: Layout = { lbaAt: 2, lbaBytes: 4, lengthAt: 6, lengthBytes: 4 };
+export const layout16: Layout = { lbaAt: 2, lbaBytes: 8, lengthAt: 10, lengthBytes: 4 };
 
-function lbaOf(cdb: Buffer, l: Layout): number {
+export function lbaOf(cdb: Buffer, l: Layout): number {
   if (l.lbaBytes === 3) return ((cdb[1] & 0x1f) << 16) | u16(cdb, 2);
   return l.lbaBytes === 4 ? u32(cdb, l.lbaAt) : u64(cdb, l.lbaAt);
 }
 
-function lengthOf(cdb: Buffer, l: Layout): number {
+export function lengthOf(cdb: Buffer, l: Layout): number {
   if (l.lengthBytes === 1) return cdb[4] === 0 ? 256 : cdb[4]; // SBC-3 5.16: READ/WRITE(6) 0 means 256
   return l.lengthBytes === 2 ? u16(cdb, l.lengthAt) : u32(cdb, l.lengthAt);
 }
 
-const lbaOutOfRange = (bytes?: number): ScsiResponse => illegalRequest(Asc.LbaOutOfRange, bytes);
+export const lbaOutOfRange = (bytes?: number): ScsiResponse => illegalRequest(Asc.LbaOutOfRange, bytes);
 
 /** SBC-3 4.5: the whole range must lie within the capacity; a zero-length range may end at it. */
-function outOfRange(lu: LogicalUnit, lba: number, blocks: number): boolean {
+export function outOfRange(lu: LogicalUnit, lba: number, blocks: number): boolean {
   return lba + blocks > lu.blockCount;
 }
 
@@ -52,7 +52,7 @@ function read(l: Layout) {
 }
 
 /** FUA in byte 1 bit 3 of WRITE(10/12/16); WRITE(6) has none. */
-function write(l: Layout) {
+export function write(l: Layout) {
   return async (req: ScsiRequest, lu: LogicalUnit): Promise<ScsiResponse> => {
     const cdb = req.cdb;
     const lba = lbaOf(cdb, l);
@@ -88,7 +88,7 @@ function dataToWrite(received: Buffer | undefined, bytes: number, blockSizeBytes
 const emptyBuffer = Buffer.alloc(0);
 
 /** SBC-3 5.29/5.31: BYTCHK 00b checks the range only; 01b compares Data-Out; 11b compares one block with each. */
-function verify(l: Layout) {
+export function verify(l: Layout) {
   return async (req: ScsiRequest, lu: LogicalUnit): Promise<ScsiResponse> => {
     const cdb = req.cdb;
     const byteCheck = (cdb[1] >> 1) & 0x03;
@@ -116,7 +116,7 @@ function verify(l: Layout) {
 }
 
 /** Offset of the first byte where stored differs from expected (expected repeats every `period` bytes). */
-function firstDifference(stored: Buffer, expected: Buffer, period: number): number | undefined {
+export function firstDifference(stored: Buffer, expected: Buffer, period: number): number | undefined {
   for (let base = 0; base < stored.length; base += period) {
     const a = stored.subarray(base, base + period);
     const b = expected.subarray(0, period);
