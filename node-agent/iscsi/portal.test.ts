@@ -4,6 +4,7 @@ import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import { RawClient, dataOutPdu, defaultIsid, loginPdu, logoutPdu, nopOutPdu, scsiCommandPdu, textOf, textPdu } from './test-support.ts';
 import { MemoryDevice, initiatorName, login, makeTarget, portalWith, targetA } from './portal-test-support.ts';
+import { ScsiStatus, type ScsiResponse, type ScsiTarget } from '../scsi/types.ts';
 
 const cdb10 = (op: number, lba: number, blocks: number) => [op, 0, (lba >> 24) & 0xff, (lba >> 16) & 0xff, (lba >> 8) & 0xff, lba & 0xff, 0, (blocks >> 8) & 0xff, blocks & 0xff, 0];
 const read10 = (lba: number, blocks: number) => cdb10(0x28, lba, blocks);
@@ -172,4 +173,78 @@ test('many sessions at once each write and read back their own blocks', async (t
     }),
   );
   t.deepEqual(log.errors(), []);
+});
+
+/** A target whose commands wait until the test lets them finish. */
+function heldTarget(iqn: string) {
+  const held: Array<() => void> = [];
+  const target: ScsiTarget = {
+    iqn,
+    luns: () => [0],
+    execute: () =>
+      new Promise<ScsiResponse>((resolve) => {
+        held.push(() => resolve({ status: ScsiStatus.Good }));
+      }),
+    taskManagement: async () => 'function-complete',
+    nexusOpened: () => undefined,
+    nexusClosed: () => undefined,
+  };
+  return { target, held };
+}
+
+test('a reinstating login waits until the replaced session has no command left in the SCSI layer', async (t) => {
+  const { target, held } = heldTarget(targetA);
+  const { portal, port } = await portalWith({ targets: [target] });
+  t.teardown(() => portal.close());
+  const first = await login(port, targetA);
+  first.client.send(scsiCommandPdu({ itt: 1, cmdSN: 1, cdb: write10(0, 1), write: true, edtl: 512, data: Buffer.alloc(512, 1) }));
+  while (held.length === 0) await new Promise((r) => setTimeout(r, 5));
+  const second = await RawClient.connect(port);
+  second.send(loginPdu({ csg: 1, nsg: 3, transit: true, keys: { InitiatorName: initiatorName, TargetName: targetA } }));
+  await first.client.closedPromise;
+  t.is(await second.next(300), undefined, 'no login response while the old write is in flight');
+  held[0]();
+  const resp = await second.next();
+  t.is(resp?.bhs.readUInt16BE(36), 0);
+  t.is(portal.sessionCount(), 1);
+  second.close();
+});
+
+test('after a lost connection, a new login of the same initiator port waits for the old commands too', async (t) => {
+  const { target, held } = heldTarget(targetA);
+  const { portal, port } = await portalWith({ targets: [target] });
+  t.teardown(() => portal.close());
+  const first = await login(port, targetA);
+  first.client.send(scsiCommandPdu({ itt: 1, cmdSN: 1, cdb: write10(0, 1), write: true, edtl: 512, data: Buffer.alloc(512, 1) }));
+  while (held.length === 0) await new Promise((r) => setTimeout(r, 5));
+  first.client.close();
+  await first.client.closedPromise;
+  await new Promise((r) => setTimeout(r, 50));
+  const second = await RawClient.connect(port);
+  second.send(loginPdu({ csg: 1, nsg: 3, transit: true, keys: { InitiatorName: initiatorName, TargetName: targetA } }));
+  t.is(await second.next(300), undefined, 'held while the old write is in flight');
+  const other = await login(port, targetA, { isid: Buffer.from([0x80, 0, 0, 0, 0, 0x42]) });
+  t.is(other.resp?.bhs.readUInt16BE(36), 0, 'another initiator port does not wait');
+  held[0]();
+  t.is((await second.next())?.bhs.readUInt16BE(36), 0);
+  second.close();
+  other.client.close();
+});
+
+test('a reinstating login is refused as service unavailable if the old commands never finish', async (t) => {
+  const { target, held } = heldTarget(targetA);
+  const { portal, port } = await portalWith({ targets: [target], limits: { reinstatementDrainMs: 200 } });
+  t.teardown(() => portal.close());
+  const first = await login(port, targetA);
+  first.client.send(scsiCommandPdu({ itt: 1, cmdSN: 1, cdb: read10(0, 1), read: true, edtl: 512 }));
+  while (held.length === 0) await new Promise((r) => setTimeout(r, 5));
+  const second = await login(port, targetA);
+  t.is(second.resp?.bhs.readUInt16BE(36), 0x0301);
+  await second.client.closedPromise;
+  const third = await login(port, targetA);
+  t.is(third.resp?.bhs.readUInt16BE(36), 0x0301, 'still refused while the command hangs');
+  held[0]();
+  const fourth = await login(port, targetA);
+  t.is(fourth.resp?.bhs.readUInt16BE(36), 0, 'admitted once it finished');
+  fourth.client.close();
 });

@@ -18,7 +18,7 @@ import {
 } from './constants.ts';
 import type { ChapCredentials } from './chap.ts';
 import { FullFeatureConnection, type ConnectionLimits } from './connection.ts';
-import { finishLogin, initialLoginState, loginStep, refuseLogin, type LoginConfig, type LoginState } from './login.ts';
+import { finishLogin, initialLoginState, loginStep, refuseLogin, type LoginConfig, type LoginState, type LoginStep } from './login.ts';
 import type { TargetPreferences } from './negotiation.ts';
 import { PduParser } from './pdu-parser.ts';
 import { framePdu, noDigests, type Pdu } from './pdu.ts';
@@ -40,6 +40,9 @@ export interface PortalLimits extends ConnectionLimits {
   readonly loginTimeoutMs: number;
   /** Bytes queued for the socket beyond which reading pauses until it drains. */
   readonly writeBufferBytesMax: number;
+  /** How long a reinstating login waits for the replaced session's commands to finish before it
+   *  is refused with "service unavailable" (the initiator retries). */
+  readonly reinstatementDrainMs: number;
 }
 
 export const defaultPortalLimits: PortalLimits = {
@@ -47,6 +50,7 @@ export const defaultPortalLimits: PortalLimits = {
   sessionsPerInitiatorMax: 64,
   loginTimeoutMs: 15_000,
   writeBufferBytesMax: 32 * 1024 * 1024,
+  reinstatementDrainMs: 10_000,
   commandWindowMax,
   immediateCommandsMax: 16,
   commandDataBytesMax,
@@ -158,6 +162,9 @@ export async function startPortal(opts: PortalOptions): Promise<Portal> {
 class PortalState {
   readonly sessions = new Map<number, Session>();
   readonly clients = new Set<Client>();
+  private readonly reserved = new Set<number>();
+  /** Dropped connections whose commands have not left the SCSI layer yet. */
+  private readonly draining = new Set<Client>();
   private nextTsih = 1;
   readonly loginConfig: LoginConfig;
 
@@ -203,7 +210,10 @@ class PortalState {
   }
 
   /** Admission of a login that reached full feature phase: reinstatement, limits, TSIH. */
-  admit(client: Client, login: LoginState): { tsih: number } | { refuse: LoginStatus; reason: string } {
+  /** Admission of a login that reached full feature phase: reinstatement, limits, TSIH. The
+   *  connections it replaces are dropped now; their commands still in the SCSI layer must finish
+   *  before the new session starts (see Client.admit). */
+  admit(login: LoginState): { tsih: number; replaced: Client[] } | { refuse: LoginStatus; reason: string } {
     const target = login.sessionType === 'Normal' ? this.opts.registry.lookup(login.targetName ?? '') : undefined;
     if (login.sessionType === 'Normal' && target === undefined) return { refuse: LoginStatus.TargetRemoved, reason: 'target gone' };
     if (login.tsih !== 0) {
@@ -211,13 +221,19 @@ class PortalState {
       const old = this.sessions.get(login.tsih);
       if (old === undefined) return { refuse: LoginStatus.SessionDoesNotExist, reason: `TSIH ${login.tsih} gone` };
       old.client.drop('connection reinstated');
-      return { tsih: login.tsih };
+      this.reserved.add(login.tsih);
+      return { tsih: login.tsih, replaced: [old.client] };
     }
     // Session reinstatement (§6.3.5): same initiator port and target, TSIH 0: the old session ends.
+    const replaced: Client[] = [...this.draining].filter((c) => {
+      const s = c.session;
+      return s !== undefined && s.initiatorName === login.initiatorName && s.isidHex === login.isidHex && s.targetName === login.targetName;
+    });
     for (const s of [...this.sessions.values()]) {
       if (s.initiatorName === login.initiatorName && s.isidHex === login.isidHex && s.targetName === login.targetName) {
         this.opts.logger.info('iSCSI session reinstated', { initiator: s.initiatorName, isid: s.isidHex, tsih: s.tsih });
         s.client.drop('session reinstated');
+        replaced.push(s.client);
       }
     }
     const held = [...this.sessions.values()].filter((s) => s.initiatorName === login.initiatorName).length;
@@ -227,12 +243,21 @@ class PortalState {
     for (let i = 0; i < 0xffff; i++) {
       const tsih = this.nextTsih;
       this.nextTsih = this.nextTsih >= 0xffff ? 1 : this.nextTsih + 1;
-      if (!this.sessions.has(tsih)) return { tsih };
+      if (!this.sessions.has(tsih) && !this.reserved.has(tsih)) {
+        this.reserved.add(tsih);
+        return { tsih, replaced };
+      }
     }
     return { refuse: LoginStatus.OutOfResources, reason: 'no free TSIH' };
   }
 
+  /** A TSIH handed out by admit() is released by register() or by a refusal. */
+  release(tsih: number): void {
+    this.reserved.delete(tsih);
+  }
+
   register(session: Session): void {
+    this.reserved.delete(session.tsih);
     this.sessions.set(session.tsih, session);
     session.target?.nexusOpened(session.nexus);
   }
@@ -243,6 +268,11 @@ class PortalState {
     if (session === undefined || this.sessions.get(session.tsih) !== session) return;
     this.sessions.delete(session.tsih);
     session.target?.nexusClosed(session.nexus);
+    if (client.inflight > 0) {
+      // Its commands are still in the SCSI layer: a new login of the same initiator port waits.
+      this.draining.add(client);
+      client.onIdle(() => this.draining.delete(client));
+    }
   }
 
   async closeAll(graceMs: number): Promise<void> {
@@ -268,6 +298,10 @@ class Client {
   private corked = false;
   private ended = false;
   private paused = false;
+  private admitting = false;
+  /** Commands and task management functions in the SCSI layer. */
+  inflight = 0;
+  private idleWaiters: Array<() => void> = [];
   readonly closedPromise: Promise<void>;
 
   constructor(
@@ -311,8 +345,13 @@ class Client {
   private onData(chunk: Buffer): void {
     if (this.ended) return;
     this.parser.push(chunk);
+    this.process();
+  }
+
+  /** Handles every complete PDU buffered; stops while an admission waits for old commands. */
+  private process(): void {
     try {
-      for (let r = this.parser.next(); r !== undefined && !this.ended; r = this.parser.next()) {
+      for (let r = this.parser.next(); r !== undefined && !this.ended; r = this.admitting ? undefined : this.parser.next()) {
         if (this.conn !== undefined) {
           if (r.kind === 'fatal') this.log.warn('iSCSI protocol error, closing', { remote: this.remote, reason: r.reason });
           this.conn.receive(r, performance.now());
@@ -364,15 +403,47 @@ class Client {
       this.drop('login refused');
       return;
     }
-    const admitted = this.portal.admit(this, step.state);
+    const admitted = this.portal.admit(step.state);
     if ('refuse' in admitted) {
-      this.log.warn('iSCSI login refused', { remote: this.remote, initiator: step.state.initiatorName, reason: admitted.reason });
-      const r = refuseLogin(step.state, step.itt, admitted.refuse);
-      this.write(framePdu(r.bhs, r.data, noDigests));
-      this.drop('login refused');
+      this.refuse(step.state, step.itt, admitted.refuse, admitted.reason);
       return;
     }
-    const { response, result } = finishLogin(step.state, step, admitted.tsih, this.portal.limits.commandWindowMax);
+    const busy = admitted.replaced.filter((c) => c.inflight > 0);
+    if (busy.length === 0) {
+      this.enterFullFeature(step, admitted.tsih);
+      return;
+    }
+    // §6.3.5: the replaced session's tasks end before the new one starts, so a write the old
+    // connection left in flight cannot land after the new session's writes. Reading pauses.
+    this.admitting = true;
+    this.socket.pause();
+    const limitMs = this.portal.limits.reinstatementDrainMs;
+    void Promise.all(busy.map((c) => c.whenIdle(limitMs))).then((done) => {
+      this.admitting = false;
+      if (this.ended) {
+        this.portal.release(admitted.tsih);
+        return;
+      }
+      if (done.every(Boolean)) {
+        this.guard(() => this.enterFullFeature(step, admitted.tsih));
+      } else {
+        this.portal.release(admitted.tsih);
+        this.refuse(step.state, step.itt, LoginStatus.ServiceUnavailable, 'commands of the replaced session still running');
+      }
+      if (!this.paused) this.socket.resume();
+      this.process();
+    });
+  }
+
+  private refuse(state: LoginState, itt: number, status: LoginStatus, reason: string): void {
+    this.log.warn('iSCSI login refused', { remote: this.remote, initiator: state.initiatorName, status: `0x${status.toString(16).padStart(4, '0')}`, reason });
+    const r = refuseLogin(state, itt, status);
+    this.write(framePdu(r.bhs, r.data, noDigests));
+    this.drop('login refused');
+  }
+
+  private enterFullFeature(step: Extract<LoginStep, { kind: 'admit' }>, tsih: number): void {
+    const { response, result } = finishLogin(step.state, step, tsih, this.portal.limits.commandWindowMax);
     this.write(framePdu(response.bhs, response.data, noDigests));
     const opts = this.portal.opts;
     const target = result.sessionType === 'Normal' ? opts.registry.lookup(result.targetName ?? '') : undefined;
@@ -395,7 +466,7 @@ class Client {
         send: (parts) => this.write(parts),
         execute: (serial, req) => {
           const conn = this.conn!;
-          target!.execute(req).then(
+          this.track(target!.execute(req)).then(
             (res) => this.guard(() => conn.complete(serial, res)),
             (err: unknown) => {
               this.log.error('SCSI command failed', { remote: this.remote, error: describe(err) });
@@ -406,7 +477,7 @@ class Client {
         taskManagement: (serial, req) => {
           const conn = this.conn!;
           const run = target !== undefined ? target.taskManagement(req) : Promise.resolve('function-rejected' as const);
-          run.then(
+          this.track(run).then(
             (res) => this.guard(() => conn.completeTaskManagement(serial, res)),
             (err: unknown) => {
               this.log.error('task management failed', { remote: this.remote, error: describe(err) });
@@ -446,6 +517,32 @@ class Client {
       firstBurstBytes: result.params.firstBurstBytes,
       immediateData: result.params.immediateData,
       initialR2T: result.params.initialR2T,
+    });
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.inflight++;
+    const settle = () => {
+      if (--this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
+    };
+    p.then(settle, settle);
+    return p;
+  }
+
+  /** Calls back once nothing of this connection is in the SCSI layer. */
+  onIdle(callback: () => void): void {
+    if (this.inflight === 0) callback();
+    else this.idleWaiters.push(callback);
+  }
+
+  /** Resolves true once nothing of this connection is in the SCSI layer, false after limitMs. */
+  whenIdle(limitMs: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), limitMs);
+      this.onIdle(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
     });
   }
 
