@@ -4,6 +4,8 @@
 import { assert } from '../../common/assert.ts';
 import type { BlockDevice } from '../storage/block-device.ts';
 import type { LunReservations } from './access-check.ts';
+import type { PortGroup } from './alua.ts';
+import type { PrOutResult } from './persistent-reservations.ts';
 import type { AdditionalSense } from './sense.ts';
 import type { TaskSet } from './task-set.ts';
 import type { VolumeIdentity } from './identity.ts';
@@ -43,6 +45,12 @@ export interface TargetContext {
   lunNumbers(): readonly number[];
   /** Removes and returns the oldest unit attention pending for this nexus and LUN. */
   takeUnitAttention(nexusId: string, lun: number): AdditionalSense | undefined;
+  /** Port groups of the logical units with their ALUA states (SPC-4 5.15). */
+  portGroups(): readonly PortGroup[];
+  /** Persistent reservation registrations a LUN keeps at most. */
+  readonly registrationsMax: number;
+  /** Persists (APTPL), commits and acts on a PERSISTENT RESERVE OUT that changed the state. */
+  applyReservation(lu: LogicalUnit, req: ScsiRequest, result: PrOutResult): Promise<void>;
 }
 
 export type Handler<L> = (req: ScsiRequest, lu: L, target: TargetContext) => ScsiResponse | Promise<ScsiResponse>;

@@ -30,7 +30,7 @@ export function standardInquiry(target: TargetContext, lunExists: boolean): Buff
   buf[2] = 0x06; // VERSION: SPC-4
   buf[3] = 0x10 | 0x02; // HISUP, RESPONSE DATA FORMAT 2
   buf[4] = standardInquiryBytes - 5; // ADDITIONAL LENGTH
-  // byte 5: TPGS stays 00b until REPORT TARGET PORT GROUPS exists (the ALUA issue).
+  buf[5] = 0x10; // TPGS 01b: implicit ALUA, REPORT TARGET PORT GROUPS (SPC-4 5.15)
   buf[6] = 0x10; // MULTIP: the same logical unit is reachable through each site's target port
   buf[7] = 0x02; // CMDQUE
   ascii(buf, 8, 8, target.vendor);

@@ -34,13 +34,16 @@ function cachingPage(): ModePage {
 
 /**
  * SPC-4 7.5.8: one task set for all nexuses (TST 0), fixed-format sense (D_SENSE 0), unrestricted
- * reordering allowed (QUEUE ALGORITHM MODIFIER 1: SIMPLE tasks run in parallel), QERR 0, TAS 0.
+ * reordering allowed (QUEUE ALGORITHM MODIFIER 1: SIMPLE tasks run in parallel), QERR 0, TAS 1:
+ * a task aborted by another nexus's task management or PREEMPT AND ABORT ends with TASK ABORTED
+ * status (SAM-5 5.6) rather than vanishing behind a COMMANDS CLEARED BY ANOTHER INITIATOR UA.
  */
 function controlPage(): ModePage {
   const current = Buffer.alloc(12);
   current[0] = 0x0a;
   current[1] = 0x0a;
   current[3] = 0x10; // QUEUE ALGORITHM MODIFIER = 1
+  current[5] = 0x40; // TAS
   current.writeUInt16BE(0xffff, 8); // BUSY TIMEOUT PERIOD: unlimited
   const changeable = Buffer.alloc(12);
   changeable[0] = 0x0a;

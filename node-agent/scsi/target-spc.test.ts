@@ -199,11 +199,11 @@ test('commands other than INQUIRY, REPORT LUNS and REQUEST SENSE at a missing LU
 
 test('unsupported opcodes -> INVALID COMMAND OPERATION CODE; unknown service action -> INVALID FIELD IN CDB', async (t) => {
   const f = await makeFixture(t);
-  for (const op of [0x42, 0x41, 0x89, 0x5e, 0x7f, 0xc0, 0x04]) {
+  for (const op of [0x42, 0x41, 0x89, 0x5c, 0x7f, 0xc0, 0x04]) {
     const r = await f.exec([op]);
     t.deepEqual([r.status, r.sk, r.asc, r.ascq], [CHECK, 0x5, 0x20, 0x00], `opcode 0x${op.toString(16)}`);
   }
-  const sa = await f.exec([0xa3, 0x0a, 0, 0, 0, 0, ...be(64, 4), 0, 0]); // REPORT TARGET PORT GROUPS: not yet
+  const sa = await f.exec([0xa3, 0x0b, 0, 0, 0, 0, ...be(64, 4), 0, 0]); // MAINTENANCE IN 0x0B: not served
   t.deepEqual([sa.sk, sa.asc, sa.field], [0x5, 0x24, { inCdb: true, byte: 1, bit: 4 }]);
 });
 

@@ -1,12 +1,19 @@
 // createScsiTarget: one group's SCSI target device, a disk per LUN over a BlockDevice. Executes
 // commands through the opcode table with SAM-5 ordering of checks (missing LUN, unit attention,
-// opcode, CDB fields), per-LUN task sets, per-nexus unit attentions and task management.
+// opcode, CDB fields, access), per-LUN task sets, per-nexus unit attentions, task management
+// across nexuses (TAS 1: another nexus's aborted task ends with TASK ABORTED), persistent
+// reservations kept through a ReservationStore, and the ALUA state of the local port group.
 import { AssertionFailed, assert } from '../../common/assert.ts';
 import type { BlockDevice } from '../storage/block-device.ts';
-import { LunReservations, accessConflict } from './access-check.ts';
+import { LunReservations, accessConflict, prNexusOf } from './access-check.ts';
+import { ActiveTasks, type ActiveTask } from './active-tasks.ts';
+import type { AluaProvider, AluaState, PortGroup } from './alua.ts';
 import { findUnsupportedCdbBit } from './cdb.ts';
 import { CommandTable, type CommandSpec, type LogicalUnit, type TargetContext, type TargetPort } from './command-table.ts';
 import type { VolumeIdentity } from './identity.ts';
+import { assertPrState, emptyPrState, type AttentionTarget, type PrOutResult } from './persistent-reservations.ts';
+import { prCommands } from './pr-commands.ts';
+import type { ReservationStore } from './reservation-store.ts';
 import { reserveReleaseCommands } from './reserve-release.ts';
 import { sbcCommands } from './sbc-commands.ts';
 import { Asc, SenseKey, checkCondition, type AdditionalSense } from './sense.ts';
@@ -34,10 +41,21 @@ export interface ScsiTargetOptions {
   readonly transferMaxBytes?: number;
   /** Unit attentions kept per nexus per LUN; 16 unless given. */
   readonly unitAttentionQueueMax?: number;
+  /** Port groups and their ALUA states; without it, one active/optimized group of this port. */
+  readonly alua?: AluaProvider;
+  /** Where persistent reservations are kept across restarts (APTPL); without it, they are not. */
+  readonly reservationStore?: ReservationStore;
+  /** Persistent reservation registrations per LUN; 64 unless given. */
+  readonly registrationsMax?: number;
+}
+
+/** The key a LUN's persistent reservation state is stored under. */
+export function reservationKey(iqn: string, lun: number): string {
+  return `${iqn}/${lun}`;
 }
 
 /** The command set of a direct access block device: SPC shared commands plus SBC. */
-export const diskCommandTable = new CommandTable([...spcCommands, ...sbcCommands, ...reserveReleaseCommands]);
+export const diskCommandTable = new CommandTable([...spcCommands, ...sbcCommands, ...reserveReleaseCommands, ...prCommands]);
 
 const transferMaxBytesDefault = 8 * 1024 * 1024;
 const granularityBytes = 4096;
@@ -57,6 +75,14 @@ class DiskTarget implements ScsiTarget, TargetContext {
   private readonly units = new Map<number, LogicalUnit>();
   private readonly lunList: readonly number[];
   private readonly attentions: UnitAttentions;
+  private readonly active = new Map<number, ActiveTasks>();
+  /** Open nexuses by id, to find those a unit attention or an abort is meant for. */
+  private readonly nexuses = new Map<string, Nexus>();
+  private readonly alua: AluaProvider;
+  /** The local port group's state, read on every command. */
+  private aluaLocal: AluaState = 'active-optimized';
+  private readonly store: ReservationStore | undefined;
+  readonly registrationsMax: number;
 
   constructor(opts: ScsiTargetOptions) {
     this.iqn = opts.iqn;
@@ -84,6 +110,70 @@ class DiskTarget implements ScsiTarget, TargetContext {
       });
     }
     this.lunList = [...this.units.keys()].sort((a, b) => a - b);
+    for (const lun of this.lunList) this.active.set(lun, new ActiveTasks());
+    this.registrationsMax = opts.registrationsMax ?? 64;
+    this.store = opts.reservationStore;
+    this.loadReservations();
+    const port = opts.port;
+    this.alua = opts.alua ?? {
+      portGroups: () => [{ id: port.targetPortGroupId, state: 'active-optimized', relativeTargetPortIds: [port.relativeTargetPortId] }],
+    };
+    this.aluaLocal = this.localAluaState();
+    this.alua.subscribe?.(() => this.aluaChanged());
+  }
+
+  /** APTPL (SPC-4 5.13.5): reservations saved with APTPL set come back after a restart. */
+  private loadReservations(): void {
+    if (!this.store) return;
+    for (const lu of this.units.values()) {
+      const saved = this.store.load(reservationKey(this.iqn, lu.lun));
+      if (saved === undefined) continue;
+      const state = assertPrState(saved);
+      lu.reservations.setPr(state.aptpl ? state : { ...emptyPrState, generation: state.generation });
+    }
+  }
+
+  private localAluaState(): AluaState {
+    const own = this.alua.portGroups().find((g) => g.relativeTargetPortIds.includes(this.port.relativeTargetPortId));
+    assert(own !== undefined, `no ALUA port group holds relative target port ${this.port.relativeTargetPortId}`);
+    return own.state;
+  }
+
+  portGroups(): readonly PortGroup[] {
+    return this.alua.portGroups();
+  }
+
+  /** SPC-4 5.15.2.? : any group's state change is ASYMMETRIC ACCESS STATE CHANGED for every nexus. */
+  private aluaChanged(): void {
+    this.aluaLocal = this.localAluaState();
+    for (const lun of this.lunList) this.attentions.establish(lun, Asc.AsymmetricAccessStateChanged);
+  }
+
+  /**
+   * A PERSISTENT RESERVE OUT changed the state: persist it (before the command completes, when
+   * APTPL is or was set), commit it, then establish its unit attentions and abort what it preempted.
+   */
+  async applyReservation(lu: LogicalUnit, req: ScsiRequest, result: PrOutResult): Promise<void> {
+    const before = lu.reservations.pr;
+    if (this.store && (result.state.aptpl || before.aptpl)) await this.store.save(reservationKey(this.iqn, lu.lun), result.state);
+    lu.reservations.setPr(result.state);
+    for (const a of result.attentions) {
+      this.attentions.establish(lu.lun, a.code, (nexusId) => this.reaches(a, nexusId, req.nexus.id));
+    }
+    if (result.abort.length > 0) {
+      // PREEMPT AND ABORT runs alone on the LUN (exclusive): nothing else is running, and the
+      // preempted nexuses' queued tasks will end with TASK ABORTED instead of starting.
+      this.active.get(lu.lun)!.abort((t) => t.nexusId !== req.nexus.id && result.abort.some((r) => this.reaches({ ...r, code: Asc.NoAdditionalSense }, t.nexusId, undefined)));
+    }
+  }
+
+  /** Whether an attention or abort aimed at a registration reaches this open nexus. */
+  private reaches(a: Omit<AttentionTarget, 'code'> & { code?: unknown }, nexusId: string, except: string | undefined): boolean {
+    if (nexusId === except) return false;
+    const n = this.nexuses.get(nexusId);
+    if (!n) return false;
+    const p = prNexusOf(n);
+    return p.initiatorPort === a.initiatorPort && (a.allTargetPorts || p.relativeTargetPortId === a.relativeTargetPortId);
   }
 
   luns(): number[] {
@@ -101,10 +191,12 @@ class DiskTarget implements ScsiTarget, TargetContext {
   nexusOpened(nexus: Nexus): void {
     // SAM-5 6.3.1: a new I_T nexus sees the logical units as just powered on.
     this.attentions.openNexus(nexus.id, this.lunList, Asc.PowerOnResetOccurred);
+    this.nexuses.set(nexus.id, nexus);
   }
 
   nexusClosed(nexus: Nexus): void {
     this.attentions.closeNexus(nexus.id);
+    this.nexuses.delete(nexus.id);
     for (const lu of this.units.values()) lu.reservations.nexusLost(nexus.id);
   }
 
@@ -133,11 +225,15 @@ class DiskTarget implements ScsiTarget, TargetContext {
     }
     const bad = findUnsupportedCdbBit(req.cdb, spec.usage);
     if (bad) return Promise.resolve(checkCondition({ key: SenseKey.IllegalRequest, code: Asc.InvalidFieldInCdb, fieldPointer: bad }));
-    if (lu.reservations.held) {
-      const conflict = accessConflict(spec, req, lu);
+    if (lu.reservations.held || this.aluaLocal !== 'active-optimized') {
+      const conflict = accessConflict(spec, req, lu, this.aluaLocal);
       if (conflict) return Promise.resolve(conflict);
     }
-    return lu.taskSet.run(spec.exclusive ? 'ordered' : req.attribute, () => this.run(spec, req, lu));
+    const active = this.active.get(lu.lun)!;
+    const task = active.add(nexusId);
+    const done = lu.taskSet.run(spec.exclusive ? 'ordered' : req.attribute, () => this.run(spec, req, lu, task, active));
+    task.done = done;
+    return done;
   }
 
   private async runOnMissingLun(spec: CommandSpec & { onMissingLun: true }, req: ScsiRequest): Promise<ScsiResponse> {
@@ -146,32 +242,41 @@ class DiskTarget implements ScsiTarget, TargetContext {
     return spec.handler(req, undefined, this);
   }
 
-  private async run(spec: CommandSpec, req: ScsiRequest, lu: LogicalUnit): Promise<ScsiResponse> {
-    // Aborted while waiting behind an ORDERED task: never start it (the transport drops the answer).
-    if (req.signal?.aborted) return taskAborted;
+  private async run(spec: CommandSpec, req: ScsiRequest, lu: LogicalUnit, task: ActiveTask, active: ActiveTasks): Promise<ScsiResponse> {
     try {
-      return await spec.handler(req, lu, this);
+      // Aborted while waiting behind an ORDERED task: never start it. The transport drops the
+      // answer for its own aborts; another nexus's TMF ends it with TASK ABORTED (TAS 1).
+      if (task.aborted || req.signal?.aborted) return taskAborted;
+      const response = await spec.handler(req, lu, this);
+      return task.aborted ? taskAborted : response;
     } catch (err) {
       return deviceFailure(spec, err);
+    } finally {
+      active.remove(task);
     }
   }
 
   async taskManagement(req: { fn: TaskManagementFunction; nexus: Nexus; lun: number }): Promise<TaskManagementResult> {
     switch (req.fn) {
       case 'abort-task':
-      case 'abort-task-set':
+      case 'abort-task-set': {
+        const lu = this.units.get(req.lun);
+        if (!lu) return 'lun-does-not-exist';
+        // The transport has aborted its own tasks (SAM-5 7.2, 7.3: this nexus's only); what already
+        // reached the device finishes first, so no write is half-applied once this completes.
+        await this.active.get(lu.lun)!.settled((t) => t.nexusId === req.nexus.id);
+        return 'function-complete';
+      }
       case 'clear-task-set': {
         const lu = this.units.get(req.lun);
         if (!lu) return 'lun-does-not-exist';
-        // The transport has aborted its tasks; what already reached the device finishes first,
-        // so no aborted command completes after this function does.
-        await lu.taskSet.drain();
+        await this.abortAll(lu);
         return 'function-complete';
       }
       case 'logical-unit-reset': {
         const lu = this.units.get(req.lun);
         if (!lu) return 'lun-does-not-exist';
-        await lu.taskSet.drain();
+        await this.abortAll(lu);
         lu.reservations.reset();
         // SAM-5 6.3.3: every I_T nexus, the requester's included, sees the reset.
         this.attentions.establish(lu.lun, Asc.BusDeviceResetFunctionOccurred);
@@ -179,7 +284,7 @@ class DiskTarget implements ScsiTarget, TargetContext {
       }
       case 'target-warm-reset':
       case 'target-cold-reset': {
-        await Promise.all([...this.units.values()].map((lu) => lu.taskSet.drain()));
+        await Promise.all([...this.units.values()].map((lu) => this.abortAll(lu)));
         for (const lu of this.units.values()) lu.reservations.reset();
         for (const lun of this.lunList) this.attentions.establish(lun, Asc.PowerOnResetOccurred);
         return 'function-complete';
@@ -189,6 +294,14 @@ class DiskTarget implements ScsiTarget, TargetContext {
       case 'task-reassign':
         return 'reassignment-not-supported';
     }
+  }
+
+  /** SAM-5 7.4, 7.6: every nexus's tasks on the LU are aborted; resolves once none is running. */
+  private async abortAll(lu: LogicalUnit): Promise<void> {
+    const active = this.active.get(lu.lun)!;
+    active.abort(() => true);
+    await active.settled(() => true);
+    await lu.taskSet.drain();
   }
 }
 
