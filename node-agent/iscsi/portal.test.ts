@@ -248,3 +248,17 @@ test('a reinstating login is refused as service unavailable if the old commands 
   t.is(fourth.resp?.bhs.readUInt16BE(36), 0, 'admitted once it finished');
   fourth.client.close();
 });
+
+test('closing the portal with a grace period asks every initiator to log out (Async Message)', async (t) => {
+  const { portal, port } = await portalWith({ targets: [makeTarget(targetA, [new MemoryDevice(1 << 20)])] });
+  const { client } = await login(port, targetA);
+  const closing = portal.close({ graceMs: 2000 });
+  const msg = await client.next();
+  t.is(msg?.opcode, 0x32);
+  t.is(msg?.bhs[36], 1, 'event: request logout');
+  t.is(msg?.bhs.readUInt16BE(42), 2, 'within 2 seconds');
+  client.send(logoutPdu({ itt: 5, cmdSN: 1 }));
+  t.is((await client.next())?.opcode, 0x26);
+  await closing;
+  t.true(client.closed);
+});
