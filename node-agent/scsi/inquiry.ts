@@ -1,6 +1,7 @@
 // INQUIRY data (SPC-4 6.6) and the vital product data pages this disk serves (SPC-4 7.8, SBC-3
 // 6.5): pure builders from the logical unit's geometry and identity and the target port's names.
 // Callers truncate to the allocation length.
+import { compareAndWriteMaxBlocks, unmapDescriptorsMax, unmapGranularityBlocks, unmapMaxBlocks, writeSameMaxBlocks } from './block-limits.ts';
 import type { LogicalUnit, TargetContext } from './command-table.ts';
 
 /** Peripheral qualifier 0, device type 0 (direct access block device). */
@@ -129,12 +130,17 @@ export function unitSerialPage(lu: LogicalUnit): Buffer {
   return vpdPage(0x80, Buffer.from(lu.identity.serial, 'latin1'));
 }
 
-/** SBC-3 6.5.3. UNMAP, WRITE SAME and COMPARE AND WRITE are not served yet: their limits are 0. */
+/** SBC-4 6.6.4, limits from block-limits.ts. WSNZ 0: WRITE SAME with length 0 runs to the last LBA. */
 export function blockLimitsPage(lu: LogicalUnit): Buffer {
   const body = Buffer.alloc(0x3c);
   // body offsets are page offsets - 4
+  body[1] = compareAndWriteMaxBlocks; // MAXIMUM COMPARE AND WRITE LENGTH
   body.writeUInt16BE(lu.granularityBlocks, 2); // OPTIMAL TRANSFER LENGTH GRANULARITY
   body.writeUInt32BE(lu.transferMaxBlocks, 4); // MAXIMUM TRANSFER LENGTH
+  body.writeUInt32BE(unmapMaxBlocks(lu), 16); // MAXIMUM UNMAP LBA COUNT
+  body.writeUInt32BE(unmapDescriptorsMax, 20); // MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT
+  body.writeUInt32BE(unmapGranularityBlocks(lu), 24); // OPTIMAL UNMAP GRANULARITY (UGAVALID 0)
+  body.writeBigUInt64BE(BigInt(writeSameMaxBlocks(lu)), 32); // MAXIMUM WRITE SAME LENGTH
   return vpdPage(0xb0, body);
 }
 
@@ -146,11 +152,12 @@ export function blockDeviceCharacteristicsPage(): Buffer {
 }
 
 /**
- * SBC-3 6.5.4. Nothing is unmapped yet (LBPME is 0 in READ CAPACITY 16): no LBPU/LBPWS/LBPWS10,
- * provisioning type 0. Thin provisioning comes with UNMAP.
+ * SBC-4 6.6.6, matching thin-provisioning.ts: UNMAP (LBPU), WRITE SAME(16) and (10) with UNMAP
+ * (LBPWS, LBPWS10), deallocated blocks read zeros (LBPRZ), no anchoring (ANC_SUP 0), provisioning
+ * type thin, no threshold (exponent 0).
  */
 export function logicalBlockProvisioningPage(): Buffer {
-  return vpdPage(0xb2, Buffer.alloc(4));
+  return vpdPage(0xb2, Buffer.from([0x00, 0x80 | 0x40 | 0x20 | 0x04, 0x02, 0x00]));
 }
 
 /** The VPD page for a page code, or undefined if it is not served. */

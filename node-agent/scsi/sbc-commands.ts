@@ -169,7 +169,8 @@ function readCapacity16(req: ScsiRequest, lu: LogicalUnit): ScsiResponse {
   data.writeBigUInt64BE(BigInt(lastLba), 0);
   data.writeUInt32BE(lu.blockSizeBytes, 8);
   data[13] = physicalExponent(lu);
-  // bytes 14-15: LBPME 0, LBPRZ 0 (no thin provisioning yet), LOWEST ALIGNED LBA 0.
+  // bytes 14-15: LBPME and LBPRZ (thin; deallocated blocks read zeros: thin-provisioning.ts), LOWEST ALIGNED LBA 0.
+  data[14] = 0x80 | 0x40;
   return allocated(data, u32(cdb, 10));
 }
 

@@ -138,19 +138,20 @@ test('VPD 0x83 at two sites: same NAA, different port group and relative port, p
   t.is(name(byType(b, 8, 2)), iqn);
 });
 
-test('VPD 0xB0 block limits, 0xB1 non-rotating, 0xB2 no thin provisioning yet', async (t) => {
+test('VPD 0xB0 block limits, 0xB1 non-rotating, 0xB2 thin provisioning', async (t) => {
   const f = await makeFixture(t);
   const b0 = (await f.exec(inquiry(255, 1, 0xb0))).dataIn!;
   t.is(b0.readUInt16BE(2), 0x3c);
   t.is(b0.readUInt16BE(6), 8, 'optimal granularity: 4 KiB of 512-byte blocks');
   t.is(b0.readUInt32BE(8), 16384, 'maximum transfer: 8 MiB');
-  t.is(b0.readUInt32BE(20), 0, 'no UNMAP');
-  t.is(b0.readBigUInt64BE(36), 0n, 'no WRITE SAME');
+  t.is(b0[5], 255, 'maximum COMPARE AND WRITE length');
+  t.is(b0.readUInt32BE(20), 2 * 1024 * 1024, 'maximum UNMAP LBA count: 1 GiB');
+  t.is(b0.readBigUInt64BE(36), 65536n, 'maximum WRITE SAME length: 32 MiB');
   const b1 = (await f.exec(inquiry(255, 1, 0xb1))).dataIn!;
   t.is(b1.readUInt16BE(4), 1);
   const b2 = (await f.exec(inquiry(255, 1, 0xb2))).dataIn!;
-  t.is(b2[5] & 0xe0, 0, 'no LBPU/LBPWS/LBPWS10');
-  t.is(b2[6] & 0x07, 0);
+  t.is(b2[5] & 0xe0, 0xe0, 'LBPU, LBPWS, LBPWS10');
+  t.is(b2[6] & 0x07, 2, 'thin');
 });
 
 test('REPORT LUNS lists every LUN, with select report 0 and 2; 1 (well known) is empty', async (t) => {
@@ -199,7 +200,7 @@ test('commands other than INQUIRY, REPORT LUNS and REQUEST SENSE at a missing LU
 
 test('unsupported opcodes -> INVALID COMMAND OPERATION CODE; unknown service action -> INVALID FIELD IN CDB', async (t) => {
   const f = await makeFixture(t);
-  for (const op of [0x42, 0x41, 0x89, 0x5c, 0x7f, 0xc0, 0x04]) {
+  for (const op of [0x83, 0x84, 0x48, 0x5c, 0x7f, 0xc0, 0x04]) {
     const r = await f.exec([op]);
     t.deepEqual([r.status, r.sk, r.asc, r.ascq], [CHECK, 0x5, 0x20, 0x00], `opcode 0x${op.toString(16)}`);
   }
@@ -454,9 +455,9 @@ test('RSOC one command: option 1 for plain opcodes, option 2 with service action
   t.is(rc16.readUInt16BE(2), 16);
   t.deepEqual([rc16[4], rc16[5]], [0x9e, 0x1f]);
   t.is(rc16.readUInt16BE(4 + 16), 0x0a, 'timeouts descriptor after the usage data');
-  const missing = (await f.exec(rsoc({ options: 1, op: 0x42 }))).dataIn!;
+  const missing = (await f.exec(rsoc({ options: 1, op: 0x83 }))).dataIn!;
   t.deepEqual([missing[1] & 7, missing.readUInt16BE(2)], [0x01, 0]);
-  const missingSa = (await f.exec(rsoc({ options: 2, op: 0x9e, sa: 0x12 }))).dataIn!;
+  const missingSa = (await f.exec(rsoc({ options: 2, op: 0x9e, sa: 0x13 }))).dataIn!;
   t.is(missingSa[1] & 7, 0x01);
   const either = (await f.exec(rsoc({ options: 3, op: 0x28, sa: 0x55 }))).dataIn!;
   t.is(either[1] & 7, 0x03);

@@ -39,9 +39,9 @@ test('INQUIRY and REPORT LUNS neither report nor clear a unit attention; REQUEST
 
 test('a unit attention is reported before an unknown opcode or a bad CDB field, and blocks the write', async (t) => {
   const f = await makeFixture(t, twoLuns);
-  const a = await f.exec([0x42]);
+  const a = await f.exec([0x04]);
   t.deepEqual([a.sk, a.asc], [0x6, 0x29]);
-  t.is((await f.exec([0x42])).asc, 0x20);
+  t.is((await f.exec([0x04])).asc, 0x20);
   const w = await f.exec(write10(0, 1), { lun: 1, dataOut: Buffer.alloc(512, 1) });
   t.deepEqual([w.sk, w.asc], [0x6, 0x29]);
   t.true((await f.exec(read10(0, 1), { lun: 1 })).dataIn?.equals(Buffer.alloc(512)), 'the write was not executed');

@@ -15,7 +15,10 @@ import { assertPrState, emptyPrState, type AttentionTarget, type PrOutResult } f
 import { prCommands } from './pr-commands.ts';
 import type { ReservationStore } from './reservation-store.ts';
 import { reserveReleaseCommands } from './reserve-release.ts';
+import { compareAndWriteCommands } from './compare-and-write.ts';
 import { sbcCommands } from './sbc-commands.ts';
+import { sbcExtraCommands } from './sbc-extra-commands.ts';
+import { thinProvisioningCommands } from './thin-provisioning.ts';
 import { Asc, SenseKey, checkCondition, type AdditionalSense } from './sense.ts';
 import { spcCommands } from './spc-commands.ts';
 import { TaskSet } from './task-set.ts';
@@ -55,7 +58,7 @@ export function reservationKey(iqn: string, lun: number): string {
 }
 
 /** The command set of a direct access block device: SPC shared commands plus SBC. */
-export const diskCommandTable = new CommandTable([...spcCommands, ...sbcCommands, ...reserveReleaseCommands, ...prCommands]);
+export const diskCommandTable = new CommandTable([...spcCommands, ...sbcCommands, ...sbcExtraCommands, ...compareAndWriteCommands, ...thinProvisioningCommands, ...reserveReleaseCommands, ...prCommands]);
 
 const transferMaxBytesDefault = 8 * 1024 * 1024;
 const granularityBytes = 4096;

@@ -22,6 +22,7 @@ export class RecordingDevice implements BlockDevice {
   fuaWrites = 0;
   plainWrites = 0;
   reads = 0;
+  deallocations = 0;
   failWith: string | undefined;
 
   constructor(readonly inner: BlockDevice) {}
@@ -50,6 +51,12 @@ export class RecordingDevice implements BlockDevice {
     this.fail();
     this.flushes++;
     return this.inner.flush();
+  }
+  async deallocate(offsetBytes: number, lengthBytes: number): Promise<void> {
+    this.fail();
+    this.deallocations++;
+    if (!this.inner.deallocate) throw new Error('the inner device cannot deallocate');
+    return this.inner.deallocate(offsetBytes, lengthBytes);
   }
   close(): Promise<void> {
     return this.inner.close();

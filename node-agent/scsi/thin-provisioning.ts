@@ -1,0 +1,204 @@
+// Logical block provisioning (SBC-4 4.7): WRITE SAME(10/16) with UNMAP and NDOB, UNMAP and GET LBA
+// STATUS on a thin volume with LBPRZ=1 (a deallocated block reads as zeros). Deallocation goes to
+// BlockDevice.deallocate (a punched hole in the sparse file) or, without it, to written zeros.
+//
+// GET LBA STATUS reports a block as deallocated when it reads as zeros, mapped otherwise. Node
+// cannot ask the filesystem for holes (no lseek SEEK_DATA/SEEK_HOLE), and an allocation map kept
+// beside the volume would put a lookup on every WRITE and would have to travel with the mirror. A
+// host cannot tell a deallocated block from a mapped block of zeros on an LBPRZ=1 unit, which
+// is what it uses the answer for: skipping ranges that need no copying.
+import { u16, u32, u64, usage } from './cdb.ts';
+import { unmapDescriptorsMax, unmapMaxBlocks, writeSameMaxBlocks } from './block-limits.ts';
+import type { CommandSpec, LogicalUnit } from './command-table.ts';
+import { lbaOf, layout10, layout16, lbaOutOfRange, outOfRange, type Layout } from './sbc-commands.ts';
+import { allocated } from './spc-commands.ts';
+import { Asc, SenseKey, checkCondition, good, goodStatus, illegalRequest, invalidFieldInCdb, invalidFieldInParameterList } from './sense.ts';
+import type { ScsiRequest, ScsiResponse } from './types.ts';
+
+const chunkBytes = 1024 * 1024;
+const zeroChunk = Buffer.alloc(chunkBytes);
+
+/** Writes `block` repeated over [offsetBytes, offsetBytes + lengthBytes), a chunk at a time. */
+async function writeRepeated(lu: LogicalUnit, offsetBytes: number, lengthBytes: number, block: Buffer): Promise<void> {
+  const zero = isZero(block);
+  const chunk = zero ? zeroChunk : Buffer.allocUnsafe(Math.min(chunkBytes, lengthBytes)).fill(block);
+  for (let at = 0; at < lengthBytes; at += chunk.length) {
+    const n = Math.min(chunk.length, lengthBytes - at);
+    await lu.device.write(offsetBytes + at, n === chunk.length ? chunk : chunk.subarray(0, n));
+  }
+}
+
+export function isZero(buf: Buffer): boolean {
+  for (let at = 0; at < buf.length; at += chunkBytes) {
+    const part = buf.subarray(at, at + chunkBytes);
+    if (!part.equals(zeroChunk.subarray(0, part.length))) return false;
+  }
+  return true;
+}
+
+async function deallocate(lu: LogicalUnit, offsetBytes: number, lengthBytes: number): Promise<void> {
+  if (lu.device.deallocate) await lu.device.deallocate(offsetBytes, lengthBytes);
+  else await writeRepeated(lu, offsetBytes, lengthBytes, zeroChunk.subarray(0, lu.blockSizeBytes));
+}
+
+/**
+ * SBC-4 5.49/5.50. NUMBER OF LOGICAL BLOCKS 0 means "to the last LBA" (WSNZ=0) and is held to
+ * MAXIMUM WRITE SAME LENGTH like any other length. UNMAP=1 deallocates when the block is zeros
+ * (LBPRZ=1 makes that exact); a non-zero block with UNMAP=1 is written, as SBC-4 4.7.3.4 allows.
+ * ANCHOR is refused through the usage data (ANC_SUP=0).
+ */
+function writeSame(l: Layout) {
+  return async (req: ScsiRequest, lu: LogicalUnit): Promise<ScsiResponse> => {
+    const cdb = req.cdb;
+    const unmap = (cdb[1] & 0x08) !== 0;
+    const ndob = l === layout16 && (cdb[1] & 0x01) !== 0;
+    const lba = lbaOf(cdb, l);
+    const field = l.lengthBytes === 2 ? u16(cdb, l.lengthAt) : u32(cdb, l.lengthAt);
+    const dataBytes = ndob ? 0 : lu.blockSizeBytes;
+    if (outOfRange(lu, lba, field)) return lbaOutOfRange(dataBytes);
+    const blocks = field === 0 ? lu.blockCount - lba : field;
+    if (blocks > writeSameMaxBlocks(lu)) return invalidFieldInCdb(l.lengthAt);
+    const data = req.dataOut;
+    if (req.expectedDataLength !== dataBytes || (data?.length ?? 0) < dataBytes) {
+      return illegalRequest(Asc.InvalidFieldInCommandInformationUnit, dataBytes);
+    }
+    if (blocks === 0) return good(undefined, dataBytes);
+    const block = ndob || data === undefined ? zeroChunk.subarray(0, lu.blockSizeBytes) : data.subarray(0, dataBytes);
+    const offsetBytes = lba * lu.blockSizeBytes;
+    const lengthBytes = blocks * lu.blockSizeBytes;
+    if (unmap && isZero(block)) await deallocate(lu, offsetBytes, lengthBytes);
+    else await writeRepeated(lu, offsetBytes, lengthBytes, block);
+    return good(undefined, dataBytes);
+  };
+}
+
+interface Extent {
+  lba: number;
+  blocks: number;
+}
+
+const unmapHeaderBytes = 8;
+const unmapDescriptorBytes = 16;
+
+/** Parses and checks a whole UNMAP parameter list (SBC-4 5.32.2) before anything is deallocated. */
+function unmapExtents(list: Buffer, lu: LogicalUnit): Extent[] | ScsiResponse {
+  const parameterListError = checkCondition({ key: SenseKey.IllegalRequest, code: Asc.ParameterListLengthError });
+  if (list.length < unmapHeaderBytes) return parameterListError;
+  const dataLength = u16(list, 0);
+  const descriptorBytes = u16(list, 2);
+  if (dataLength + 2 > list.length || unmapHeaderBytes + descriptorBytes > list.length) return parameterListError;
+  if (dataLength < 6 + descriptorBytes) return invalidFieldInParameterList(0);
+  // A trailing partial descriptor is ignored (SBC-4 5.32.2).
+  const count = Math.floor(descriptorBytes / unmapDescriptorBytes);
+  if (count > unmapDescriptorsMax) return invalidFieldInParameterList(2);
+  const extents: Extent[] = [];
+  let total = 0;
+  for (let i = 0; i < count; i++) {
+    const at = unmapHeaderBytes + i * unmapDescriptorBytes;
+    const lba = u64(list, at);
+    const blocks = u32(list, at + 8);
+    if (outOfRange(lu, lba, blocks)) return lbaOutOfRange();
+    total += blocks;
+    if (total > unmapMaxBlocks(lu)) return invalidFieldInParameterList(at + 8);
+    if (blocks > 0) extents.push({ lba, blocks });
+  }
+  return mergeExtents(extents);
+}
+
+/** Sorted, with overlapping and touching extents joined, so each range is deallocated once. */
+export function mergeExtents(extents: Extent[]): Extent[] {
+  const sorted = [...extents].sort((a, b) => a.lba - b.lba);
+  const out: Extent[] = [];
+  for (const e of sorted) {
+    const last = out[out.length - 1];
+    if (last && e.lba <= last.lba + last.blocks) last.blocks = Math.max(last.blocks, e.lba + e.blocks - last.lba);
+    else out.push({ ...e });
+  }
+  return out;
+}
+
+async function unmap(req: ScsiRequest, lu: LogicalUnit): Promise<ScsiResponse> {
+  const listBytes = u16(req.cdb, 7);
+  if (listBytes === 0) return goodStatus; // SBC-4 5.32.1: not an error
+  const received = req.dataOut;
+  if (received === undefined || received.length < listBytes) {
+    return checkCondition({ key: SenseKey.IllegalRequest, code: Asc.ParameterListLengthError }, listBytes);
+  }
+  const extents = unmapExtents(received.subarray(0, listBytes), lu);
+  if (!Array.isArray(extents)) return extents;
+  for (const e of extents) await deallocate(lu, e.lba * lu.blockSizeBytes, e.blocks * lu.blockSizeBytes);
+  return good(undefined, listBytes);
+}
+
+/** How far one GET LBA STATUS looks ahead; the last descriptor ends there. */
+const statusScanMaxBytes = 1024 * 1024;
+const Provisioning = { mapped: 0, deallocated: 1 } as const;
+
+/** SBC-4 5.8: descriptors from STARTING LOGICAL BLOCK ADDRESS on, each a run of one status. */
+async function getLbaStatus(req: ScsiRequest, lu: LogicalUnit): Promise<ScsiResponse> {
+  const cdb = req.cdb;
+  const lba = u64(cdb, 2);
+  const allocationLength = u32(cdb, 10);
+  if (lba >= lu.blockCount) return lbaOutOfRange();
+  const blocks = Math.min(lu.blockCount - lba, statusScanMaxBytes / lu.blockSizeBytes);
+  const data = await lu.device.read(lba * lu.blockSizeBytes, blocks * lu.blockSizeBytes);
+  const runs: Array<{ lba: number; blocks: number; status: number }> = [];
+  const zeroBlock = zeroChunk.subarray(0, lu.blockSizeBytes);
+  for (let i = 0; i < blocks; i++) {
+    const block = data.subarray(i * lu.blockSizeBytes, (i + 1) * lu.blockSizeBytes);
+    const status = block.equals(zeroBlock) ? Provisioning.deallocated : Provisioning.mapped;
+    const last = runs[runs.length - 1];
+    if (last && last.status === status) last.blocks++;
+    else runs.push({ lba: lba + i, blocks: 1, status });
+  }
+  const out = Buffer.alloc(8 + 16 * runs.length);
+  out.writeUInt32BE(out.length - 4, 0); // PARAMETER DATA LENGTH
+  runs.forEach((r, i) => {
+    out.writeBigUInt64BE(BigInt(r.lba), 8 + 16 * i);
+    out.writeUInt32BE(r.blocks, 16 + 16 * i);
+    out[20 + 16 * i] = r.status;
+  });
+  return allocated(out, allocationLength);
+}
+
+const group = 0x1f;
+const lba4 = [0xff, 0xff, 0xff, 0xff];
+const lba8 = [...lba4, ...lba4];
+const ioTimeouts = { nominal: 0, recommended: 60 };
+
+export const thinProvisioningCommands: readonly CommandSpec[] = [
+  {
+    opcode: 0x41,
+    name: 'WRITE SAME(10)',
+    // UNMAP; ANCHOR (ANC_SUP=0), WRPROTECT, PBDATA and LBDATA are refused.
+    usage: usage(0x41, 0x08, ...lba4, group, 0xff, 0xff, 0),
+    handler: writeSame(layout10),
+    mediumError: Asc.WriteError,
+    timeoutSeconds: ioTimeouts,
+  },
+  {
+    opcode: 0x42,
+    name: 'UNMAP',
+    usage: usage(0x42, 0, 0, 0, 0, 0, group, 0xff, 0xff, 0),
+    handler: unmap,
+    mediumError: Asc.WriteError,
+    timeoutSeconds: ioTimeouts,
+  },
+  {
+    opcode: 0x93,
+    name: 'WRITE SAME(16)',
+    // UNMAP and NDOB; ANCHOR and WRPROTECT are refused.
+    usage: usage(0x93, 0x09, ...lba8, 0xff, 0xff, 0xff, 0xff, group, 0),
+    handler: writeSame(layout16),
+    mediumError: Asc.WriteError,
+    timeoutSeconds: ioTimeouts,
+  },
+  {
+    opcode: 0x9e,
+    serviceAction: 0x12,
+    name: 'GET LBA STATUS',
+    usage: usage(0x9e, 0x1f, ...lba8, 0xff, 0xff, 0xff, 0xff, 0, 0),
+    handler: getLbaStatus,
+    mediumError: Asc.UnrecoveredReadError,
+  },
+];
