@@ -5,6 +5,7 @@ import test from 'ava';
 import { startCluster, type TestCluster } from './harness/cluster.ts';
 import { requireTools, run } from './harness/tools.ts';
 import { prng, seedFromEnv } from './harness/prng.ts';
+import { TestSession } from './harness/initiator.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -27,6 +28,13 @@ function planExtents(rand: () => number, sizeBytes: number, firstPattern: number
   const last = sizeBytes - 512;
   if (!extents.some((e) => e.offset + e.length > last)) extents.push({ offset: last, length: 512, pattern: 0xee });
   return extents;
+}
+
+/** Designation descriptors of VPD page 0x83 (SPC-4 7.8.6.1). */
+function designators(page: Buffer): Array<{ type: number; value: Buffer }> {
+  const out: Array<{ type: number; value: Buffer }> = [];
+  for (let at = 4; at + 4 <= page.length; at += 4 + page[at + 3]) out.push({ type: page[at + 1] & 0x0f, value: page.subarray(at + 4, at + 4 + page[at + 3]) });
+  return out;
 }
 
 async function qemuIo(url: string, commands: string[]): Promise<string> {
@@ -75,34 +83,36 @@ test.serial('discovery, identification, patterns across every LUN, and durabilit
     0xb1: ['BLOCK_DEVICE_CHARACTERISTICS', 'Medium Rotation Rate:1RPM'], // 1 = non-rotating medium
     0xb2: ['LOGICAL_BLOCK_PROVISIONING', 'provisioning type:'],
   };
-  const serials: string[] = [];
-  const identification: Record<number, string> = {};
-  for (const site of [1, 2] as const) {
-    const url = `iscsi://${c.portal(site)}/${c.iqn('db')}/0`;
-    const supported = await run('iscsi-inq', ['-e', '1', url], { timeoutMs: 30_000 });
-    t.is(supported.code, 0, supported.stderr);
-    for (const [code, [name, marker]] of Object.entries(pages)) {
-      const hex = `0x${Number(code).toString(16)}`;
-      t.true(supported.stdout.includes(`Page:${hex} ${name}`), `page ${hex} listed as supported:\n${supported.stdout}`);
-      const r = await run('iscsi-inq', ['-e', '1', '-c', code, url], { timeoutMs: 30_000 });
-      t.is(r.code, 0, `VPD ${hex}: ${r.stderr}`);
-      t.true(r.stdout.includes(marker), `VPD ${hex} answered:\n${r.stdout}`);
-      if (Number(code) === 0x80) serials.push(/Unit Serial Number:\[(.*)\]/.exec(r.stdout)?.[1] ?? '');
-    }
-    identification[site] = (await run('iscsi-inq', ['-e', '1', '-c', String(0x83), url], { timeoutMs: 30_000 })).stdout;
+  // At site 1 (db's primary) through libiscsi's iscsi-inq. Site 2 is db's secondary, an ALUA
+  // standby port group: libiscsi's connect sends TEST UNIT READY, which standby refuses (SPC-4
+  // 5.15.2.4.4), so there the pages are read with the raw test initiator, whose INQUIRY works.
+  const url = `iscsi://${c.portal(1)}/${c.iqn('db')}/0`;
+  const supported = await run('iscsi-inq', ['-e', '1', url], { timeoutMs: 30_000 });
+  t.is(supported.code, 0, supported.stderr);
+  for (const [code, [name, marker]] of Object.entries(pages)) {
+    const hex = `0x${Number(code).toString(16)}`;
+    t.true(supported.stdout.includes(`Page:${hex} ${name}`), `page ${hex} listed as supported:\n${supported.stdout}`);
+    const r = await run('iscsi-inq', ['-e', '1', '-c', code, url], { timeoutMs: 30_000 });
+    t.is(r.code, 0, `VPD ${hex}: ${r.stderr}`);
+    t.true(r.stdout.includes(marker), `VPD ${hex} answered:\n${r.stdout}`);
   }
-  const designator = (out: string, type: string): string | undefined =>
-    new RegExp(`Designator Type:\\(\\d\\) ${type}\\nDesignator:\\[([\\s\\S]*?)\\]\\n`).exec(out)?.[1];
+  const identity: Array<{ naa: string; serial: string }> = [];
   for (const site of [1, 2] as const) {
-    for (const type of ['NAA', 'TARGET_PORT_GROUP', 'RELATIVE_TARGET_PORT']) {
-      t.truthy(designator(identification[site], type) !== undefined, `site ${site} VPD 0x83 has a ${type} designator:\n${identification[site]}`);
-    }
-    t.true(identification[site].includes(`Designator:[${c.iqn('db')},t,0x000${site}]`), 'the target port name carries the site\'s port number');
+    const [host, port] = c.portal(site).split(':');
+    const s = await TestSession.open({ host, port: Number(port), initiatorName: 'iqn.2026-11.org.example:ident', targetName: c.iqn('db') });
+    const vpd = async (page: number) => (await s.command(0, Buffer.from([0x12, 1, page, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), { readLength: 256 })).data;
+    const serial = (await vpd(0x80)).subarray(4).toString('latin1');
+    const ids = designators(await vpd(0x83));
+    await s.logout();
+    const naa = ids.find((d) => d.type === 3)?.value.toString('hex') ?? '';
+    t.is(ids.find((d) => d.type === 5)?.value.readUInt16BE(2), site, `site ${site}: target port group designator`);
+    t.is(ids.find((d) => d.type === 4)?.value.readUInt16BE(2), site, `site ${site}: relative target port designator`);
+    t.true(ids.some((d) => d.type === 8 && d.value.toString('utf8').replace(/\0+$/, '') === `${c.iqn('db')},t,0x000${site}`), 'the target port name carries the site\'s port number');
+    identity.push({ naa, serial });
   }
-  t.is(designator(identification[1], 'NAA'), designator(identification[2], 'NAA'), 'the same NAA designator at both sites');
-  t.is(serials.length, 2);
-  t.is(serials[0], serials[1], 'the same unit serial number at both sites');
-  t.true(serials[0].length > 0);
+  t.is(identity[0].naa, identity[1].naa, 'the same NAA designator at both sites');
+  t.is(identity[0].serial, identity[1].serial, 'the same unit serial number at both sites');
+  t.true(identity[0].naa.length > 0 && identity[0].serial.length > 0);
 
   // qemu-io: distinct patterns at many offsets and lengths, across every LUN, read back and verified.
   const plans = luns.map((l, i) => ({ ...l, url: `iscsi://${c.portal(l.site)}/${c.iqn(l.group)}/${l.lun}`, extents: planExtents(rand, l.sizeBytes, 0x10 + 0x40 * i) }));
@@ -122,14 +132,6 @@ test.serial('discovery, identification, patterns across every LUN, and durabilit
   };
   await verify();
 
-  // CRC32C header digests (RFC 7143 §13.1) negotiated by qemu's initiator: data moves, digests check.
-  const [host] = c.portal(1).split(':');
-  const digestOpts = `driver=iscsi,transport=tcp,portal=${c.portal(1)},target=${c.iqn('db')},lun=1,header-digest=crc32c,initiator-name=iqn.2026-11.org.example:digest`;
-  const dig = await run('qemu-io', ['-c', 'write -P 0x6d 12M 2M', '-c', 'read -P 0x6d 12M 2M', '--image-opts', digestOpts], { timeoutMs: 60_000 });
-  t.is(dig.code, 0, dig.stdout + dig.stderr);
-  t.notRegex(dig.stdout + dig.stderr, /Pattern verification failed|fail/i);
-  t.true((await c.logTail('alpha', 400)).split('\n').some((l) => l.includes('"headerDigest":true') && l.includes('org.example:digest')), `the agent logged a login with header digests from ${host}`);
-
   // SIGKILL the agent of each site: metroctl up restarts it; every completed write reads back intact.
   for (const site of ['alpha', 'beta']) {
     const pid = c.up.pidOf(`agent ${site}`);
@@ -139,4 +141,13 @@ test.serial('discovery, identification, patterns across every LUN, and durabilit
     t.not(c.up.pidOf(`agent ${site}`), pid);
   }
   await verify();
+
+  // Last, after the durability check (it overwrites planned extents): CRC32C header digests
+  // (RFC 7143 §13.1) negotiated by qemu's initiator: data moves and the digests check.
+  const [host] = c.portal(1).split(':');
+  const digestOpts = `driver=iscsi,transport=tcp,portal=${c.portal(1)},target=${c.iqn('db')},lun=1,header-digest=crc32c,initiator-name=iqn.2026-11.org.example:digest`;
+  const dig = await run('qemu-io', ['-c', 'write -P 0x6d 12M 2M', '-c', 'read -P 0x6d 12M 2M', '--image-opts', digestOpts], { timeoutMs: 60_000 });
+  t.is(dig.code, 0, dig.stdout + dig.stderr);
+  t.notRegex(dig.stdout + dig.stderr, /Pattern verification failed|fail/i);
+  t.true((await c.logTail('alpha', 400)).split('\n').some((l) => l.includes('"headerDigest":true') && l.includes('org.example:digest')), `the agent logged a login with header digests from ${host}`);
 });
