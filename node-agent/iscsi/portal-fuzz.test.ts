@@ -6,22 +6,11 @@ import test from 'ava';
 import { RawClient, dataOutPdu, loginPdu, logoutPdu, nopOutPdu, scsiCommandPdu, textPdu, tmfPdu, wire } from './test-support.ts';
 import { MemoryDevice, initiatorName, login, makeTarget, portalWith } from './portal-test-support.ts';
 import type { Pdu } from './pdu.ts';
+import { prng } from '../../common/prng.ts';
 
 const iterations = Number(process.env.ISCSI_FUZZ_ITERATIONS ?? 2500);
 const workers = 12;
 const seed = Number(process.env.ISCSI_FUZZ_SEED ?? Date.now() % 1_000_000_007);
-
-/** mulberry32: small, fast, good enough to pick mutations; the seed replays them. */
-function prng(s: number): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const fuzzTarget = 'iqn.2026-11.io.metrocluster:fuzz.victim';
 const keepTarget = 'iqn.2026-11.io.metrocluster:calm.bystander';

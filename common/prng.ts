@@ -1,4 +1,5 @@
-// A small seeded PRNG (mulberry32) for tests whose inputs must replay exactly from a printed seed.
+// A small seeded PRNG (mulberry32): for tests, fuzzers and simulators whose runs must replay
+// exactly from a printed seed. Not for anything secret.
 export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
