@@ -4,7 +4,7 @@
 import test from 'ava';
 import { startCluster, type TestCluster } from './harness/cluster.ts';
 import { requireTools, run } from './harness/tools.ts';
-import { prng, seedFromEnv } from './harness/prng.ts';
+import { prng, seedFromEnv } from '../common/prng.ts';
 import { TestSession } from './harness/initiator.ts';
 import { exchanges, mutate, sendExchange, readBlocks, cdb } from './harness/fuzz.ts';
 
