@@ -16,6 +16,7 @@ import { VERSION } from '../common/version.ts';
 import { openMetaStore, volumeKey, type MetaStore } from './meta-store.ts';
 import { openVolumes, type OpenVolume } from './volumes.ts';
 import { buildTargets } from './targets.ts';
+import { metaReservationStore } from './meta-reservations.ts';
 import { readAccess } from './access.ts';
 import { startPortal } from './iscsi/portal.ts';
 
@@ -42,7 +43,11 @@ async function main(): Promise<void> {
   checkIdentity(meta, topology, site);
   await initGroups(meta, topology, site);
   const volumes = await openVolumes({ topology, site, meta, log });
-  const targets = buildTargets({ topology, site, volumes });
+  const targets = buildTargets({
+    topology, site, volumes,
+    primarySiteOf: (group) => primarySiteOf(meta, topology, site, group),
+    reservationStore: metaReservationStore(meta),
+  });
   const access = await readAccess(topology);
 
   const portal = await startPortal({
@@ -105,6 +110,12 @@ async function initGroups(meta: MetaStore, t: Topology, site: Site): Promise<voi
   await meta.update((m) => {
     for (const g of missing) m.groups[g.name] = { epoch: 1, role: g.preferredSite === site.name ? 'primary' : 'secondary' };
   });
+}
+
+/** Two sites: the group's primary is this site when its role here says so, else the other. */
+function primarySiteOf(meta: MetaStore, t: Topology, site: Site, group: string): string {
+  if (meta.read().groups[group]?.role === 'primary') return site.name;
+  return t.sites.find((s) => s !== site)?.name ?? site.name;
 }
 
 async function startControl(ctx: {

@@ -1,5 +1,5 @@
 // The agent's metadata (MetaStore edge): which volume files it created, each volume's identity,
-// and per group the epoch and role. Kept in a lowdb JSON file, written atomically (temp file and
+// per group the epoch and role, and persistent reservations that must survive a restart. Kept in a lowdb JSON file, written atomically (temp file and
 // rename), so a crash at any instant leaves either the old or the new state.
 import { JSONFilePreset } from 'lowdb/node';
 import { assert } from '../common/assert.ts';
@@ -24,6 +24,8 @@ export interface AgentMeta {
   site: string;
   volumes: Record<string, VolumeRecord>;
   groups: Record<string, GroupRecord>;
+  /** Persistent reservation state per LUN (`<iqn>/<lun>`), as the SCSI target saved it (APTPL). */
+  reservations?: Record<string, unknown>;
 }
 
 export interface MetaStore {

@@ -20,7 +20,18 @@ test.serial('seeded PDU fuzzing: no crash, no hang, other sessions keep working,
   const seed = seedFromEnv();
   t.log(`seed ${seed} (METRO_TEST_SEED=${seed} replays it)`);
   const rand = prng(seed);
-  cluster = await startCluster();
+  // A third group with its primary at alpha for the well-behaved session: the secondary's port
+  // group is ALUA standby and refuses media access, so it must not be vm at alpha.
+  cluster = await startCluster({ groups: `
+  - name: db
+    preferredSite: alpha
+    volumes: [ { name: data, size: 64MiB }, { name: log, size: 16MiB } ]
+  - name: vm
+    preferredSite: beta
+    volumes: [ { name: images, size: 32MiB } ]
+  - name: bystander
+    preferredSite: alpha
+    volumes: [ { name: disk, size: 16MiB } ]` });
   const c = cluster;
   const [host, portStr] = c.portal(1).split(':');
   const port = Number(portStr);
@@ -37,10 +48,10 @@ test.serial('seeded PDU fuzzing: no crash, no hang, other sessions keep working,
   // A well-behaved session on the same portal that stays logged in throughout and must keep
   // answering. It uses the other group's target: task management that the fuzzer sends to its
   // target (LUN RESET, CLEAR TASK SET, ...) may rightly abort every initiator's tasks there.
-  const goodUrl = `iscsi://${c.portal(1)}/${c.iqn('vm')}/0`;
+  const goodUrl = `iscsi://${c.portal(1)}/${c.iqn('bystander')}/0`;
   const gw = await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x3e 0 1M', goodUrl], { timeoutMs: 60_000 });
   t.is(gw.code, 0, gw.stdout + gw.stderr);
-  const good = await TestSession.open({ host, port, initiatorName: 'iqn.2026-11.org.example:good', targetName: c.iqn('vm') });
+  const good = await TestSession.open({ host, port, initiatorName: 'iqn.2026-11.org.example:good', targetName: c.iqn('bystander') });
   await good.command(0, cdb([0x00, 0, 0, 0, 0, 0])).catch(() => undefined); // clears the power-on unit attention
 
   const base = exchanges(target);
