@@ -6,13 +6,12 @@ import type { LogicalUnit } from './command-table.ts';
 export const compareAndWriteMaxBlocks = 255;
 /** MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT. */
 export const unmapDescriptorsMax = 256;
-/** WRITE SAME writes every block (unless it deallocates): bounded so one command stays short. */
-const writeSameMaxBytes = 32 * 1024 * 1024;
 /** UNMAP deallocates (a punched hole is cheap; zero-writes where punching is impossible are not). */
 const unmapMaxBytes = 1024 * 1024 * 1024;
 
+/** MAXIMUM WRITE SAME LENGTH: no more than one WRITE may carry, so one command stays short. */
 export function writeSameMaxBlocks(lu: LogicalUnit): number {
-  return writeSameMaxBytes / lu.blockSizeBytes;
+  return lu.transferMaxBlocks;
 }
 
 export function unmapMaxBlocks(lu: LogicalUnit): number {

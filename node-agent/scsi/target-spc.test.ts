@@ -146,7 +146,7 @@ test('VPD 0xB0 block limits, 0xB1 non-rotating, 0xB2 thin provisioning', async (
   t.is(b0.readUInt32BE(8), 16384, 'maximum transfer: 8 MiB');
   t.is(b0[5], 255, 'maximum COMPARE AND WRITE length');
   t.is(b0.readUInt32BE(20), 2 * 1024 * 1024, 'maximum UNMAP LBA count: 1 GiB');
-  t.is(b0.readBigUInt64BE(36), 65536n, 'maximum WRITE SAME length: 32 MiB');
+  t.is(b0.readBigUInt64BE(36), 16384n, 'maximum WRITE SAME length: the maximum transfer, 8 MiB');
   const b1 = (await f.exec(inquiry(255, 1, 0xb1))).dataIn!;
   t.is(b1.readUInt16BE(4), 1);
   const b2 = (await f.exec(inquiry(255, 1, 0xb2))).dataIn!;

@@ -42,10 +42,10 @@ async function deallocate(lu: LogicalUnit, offsetBytes: number, lengthBytes: num
 }
 
 /**
- * SBC-4 5.49/5.50. NUMBER OF LOGICAL BLOCKS 0 means "to the last LBA" (WSNZ=0) and is held to
- * MAXIMUM WRITE SAME LENGTH like any other length. UNMAP=1 deallocates when the block is zeros
- * (LBPRZ=1 makes that exact); a non-zero block with UNMAP=1 is written, as SBC-4 4.7.3.4 allows.
- * ANCHOR is refused through the usage data (ANC_SUP=0).
+ * SBC-3 5.42/5.43. NUMBER OF LOGICAL BLOCKS 0 means "to the last LBA" (WSNZ=0) and is held to
+ * MAXIMUM WRITE SAME LENGTH like any other length. UNMAP=1 deallocates the range whatever the
+ * Data-Out block holds: afterwards it reads zeros (LBPRZ=1), which is what hosts (and libiscsi's
+ * WriteSame*.UnmapUntilEnd) expect. ANCHOR is refused through the usage data (ANC_SUP=0).
  */
 function writeSame(l: Layout) {
   return async (req: ScsiRequest, lu: LogicalUnit): Promise<ScsiResponse> => {
@@ -66,7 +66,7 @@ function writeSame(l: Layout) {
     const block = ndob || data === undefined ? zeroChunk.subarray(0, lu.blockSizeBytes) : data.subarray(0, dataBytes);
     const offsetBytes = lba * lu.blockSizeBytes;
     const lengthBytes = blocks * lu.blockSizeBytes;
-    if (unmap && isZero(block)) await deallocate(lu, offsetBytes, lengthBytes);
+    if (unmap) await deallocate(lu, offsetBytes, lengthBytes);
     else await writeRepeated(lu, offsetBytes, lengthBytes, block);
     return good(undefined, dataBytes);
   };
