@@ -101,7 +101,15 @@ interface LunSpec {
 
 export async function makeFixture(
   t: { teardown(fn: () => Promise<void>): void },
-  opts: { luns?: LunSpec[]; port?: ScsiTargetOptions['port']; cluster?: string; dir?: string; clearPowerOn?: boolean } = {},
+  opts: {
+    luns?: LunSpec[];
+    port?: ScsiTargetOptions['port'];
+    cluster?: string;
+    dir?: string;
+    clearPowerOn?: boolean;
+    /** ALUA provider, reservation store and other target options. */
+    target?: Pick<ScsiTargetOptions, 'alua' | 'reservationStore' | 'registrationsMax'>;
+  } = {},
 ): Promise<Fixture> {
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'metro-scsi-')));
   const specs = opts.luns ?? [{ sizeBytes: 4 * 1024 * 1024 }];
@@ -122,6 +130,7 @@ export async function makeFixture(
       identity: volumeIdentity({ cluster: opts.cluster ?? 'demo', group: 'db', volume: specs[i].volume ?? `vol${i}` }),
     })),
     port: opts.port ?? { relativeTargetPortId: 1, targetPortGroupId: 1, targetPortName: `${iqn},t,0x0001` },
+    ...opts.target,
   });
   t.teardown(async () => {
     await Promise.all(devices.map((d) => d.close()));
