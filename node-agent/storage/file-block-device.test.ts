@@ -94,3 +94,22 @@ test('I/O outside the volume is a bug and throws', async (t) => {
   await t.throwsAsync(dev.write(-512, Buffer.alloc(512)));
   await dev.close();
 });
+
+test('deallocate: the range reads zeros, a large range gives its space back, neighbours keep their data', async (t) => {
+  const path = join(await tempDir(t), 'vol');
+  const dev = await openFileBlockDevice({ path, sizeBytes: 8 * MiB });
+  const data = Buffer.alloc(8 * MiB, 0x5c);
+  await dev.write(0, data);
+  await dev.flush();
+  const before = (await stat(path)).blocks * 512;
+  await dev.deallocate(512, 4 * MiB); // unaligned at both ends
+  await dev.deallocate(6 * MiB + 100 * 512, 3 * 512); // small: written with zeros
+  t.deepEqual(await dev.read(512, 4 * MiB), Buffer.alloc(4 * MiB));
+  t.deepEqual(await dev.read(6 * MiB + 100 * 512, 3 * 512), Buffer.alloc(3 * 512));
+  t.deepEqual(await dev.read(0, 512), Buffer.alloc(512, 0x5c));
+  t.deepEqual(await dev.read(4 * MiB + 512, 4096), Buffer.alloc(4096, 0x5c));
+  const after = (await stat(path)).blocks * 512;
+  t.true(after <= before - 4 * MiB + 8192, `allocated ${before} -> ${after} bytes`);
+  t.is((await stat(path)).size, 8 * MiB, 'the file keeps its size');
+  await dev.close();
+});

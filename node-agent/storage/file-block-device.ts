@@ -1,6 +1,7 @@
 // A BlockDevice backed by one sparse file per volume: created with ftruncate on first open (never
 // preallocated, so unwritten regions cost no disk and read back as zeros), positional I/O through a
-// FileHandle so commands run concurrently, fdatasync for flush() and for FUA writes.
+// FileHandle so commands run concurrently, fdatasync for flush() and for FUA writes; deallocate()
+// punches holes (hole-punch.ts) for large aligned ranges and writes zeros for the rest.
 import { open, type FileHandle } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { assert } from '../../common/assert.ts';
