@@ -43,7 +43,7 @@ export function registerUpCommand(program: Command): void {
 function daemonSpecs(t: Topology): DaemonSpec[] {
   return [
     { name: 'witness', bin: 'metro-witness.js', args: ['-f', t.file] },
-    ...t.sites.map((s) => ({ name: `agent ${s.name}`, bin: 'metro-agent.js', args: ['-f', t.file, '--site', s.name] })),
+    ...t.sites.map((s) => ({ name: `agent ${s.name}`, bin: 'metro-agent.cjs', args: ['-f', t.file, '--site', s.name] })),
   ];
 }
 
