@@ -23,8 +23,10 @@ export interface AgentOptions {
   readonly hosts: readonly [string, string, string];
   readonly dir: string;
   readonly volumeBytes: number;
-  /** Extra environment: UV_THREADPOOL_SIZE, NODE_OPTIONS (--cpu-prof). */
+  /** Extra environment, e.g. UV_THREADPOOL_SIZE. */
   readonly env: Record<string, string>;
+  /** Flags for node itself (--cpu-prof is not allowed in NODE_OPTIONS). */
+  readonly nodeArgs: readonly string[];
 }
 
 const readyTimeoutMs = 60_000;
@@ -65,7 +67,7 @@ export async function startAgent(opts: AgentOptions): Promise<AgentTarget> {
   fs.writeFileSync(file, topology(opts.hosts, opts.volumeBytes));
   const logFile = path.join(opts.dir, 'agent.log');
   const outFd = fs.openSync(path.join(opts.dir, 'agent.out'), 'a');
-  const child: ChildProcess = spawn(process.execPath, [agentBin, '-f', file, '--site', 'alpha', '--log-file', logFile], {
+  const child: ChildProcess = spawn(process.execPath, [...opts.nodeArgs, agentBin, '-f', file, '--site', 'alpha', '--log-file', logFile], {
     cwd: opts.dir,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', outFd, outFd, 'ipc'],

@@ -1,6 +1,7 @@
 // The reference target: a private tgtd (Debian tgt) on a loopback portal with its own control port,
 // so a tgtd the developer runs is never touched. One target, LUN 1 on a volume file (rdwr backing
-// store: pwrite into the page cache, write-back), the session parameters set to match ours.
+// store: pwrite into the page cache, write-back; thin provisioning on, as ours), the session
+// parameters set to match ours.
 // stop() ends only the tgtd this module started, and removes its control socket files.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -98,6 +99,9 @@ export async function startTgt(opts: TgtOptions): Promise<TgtTarget> {
     }
     must(controlPort, ['--mode', 'target', '--op', 'new', '--tid', '1', '--targetname', iqn]);
     must(controlPort, ['--mode', 'logicalunit', '--op', 'new', '--tid', '1', '--lun', '1', '--backing-store', opts.volumeFile, '--bstype', 'rdwr']);
+    // Thin provisioning (LBPME) as ours advertises it: qemu's iscsi driver then sends the same
+    // command mix to both (GET LBA STATUS before reads of 32 KiB or more in regions it has not seen written).
+    must(controlPort, ['--mode', 'logicalunit', '--op', 'update', '--tid', '1', '--lun', '1', '--params', 'thin_provisioning=1']);
     must(controlPort, ['--mode', 'target', '--op', 'bind', '--tid', '1', '--initiator-address', 'ALL']);
     for (const [name, value] of Object.entries(opts.params)) {
       must(controlPort, ['--mode', 'target', '--op', 'update', '--tid', '1', '--name', name, '--value', value]);
