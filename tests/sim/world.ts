@@ -1,0 +1,659 @@
+// The simulated world of the arbitration simulator and the scenario tests: two sites running the
+// real role machines, a witness running the real arbiter, a network with per-link delay, loss,
+// reordering and one-way partitions, drifting clocks, crashes that keep only persisted state, a
+// mirror model and client writes. Invariants are checked after every event; a breach throws
+// InvariantViolation with the recent trace.
+import { prng } from '../../common/prng.ts';
+import {
+  arbiterStep,
+  newArbiter,
+  recordOf,
+  restoreArbiter,
+  type ArbiterAction,
+  type ArbiterState,
+  type DurableRecord,
+} from '../../site-witness/arbiter.ts';
+import { groupKeyString, type GroupKey, type WitnessReply, type WitnessRequest } from '../../site-witness/arbiter-messages.ts';
+import {
+  accessState,
+  isPrimary,
+  restoreRole,
+  roleStep,
+  writeGate,
+  type OperatorCommand,
+  type PeerMessage,
+  type PersistedRole,
+  type RoleAction,
+  type RoleInput,
+  type RoleRefusal,
+  type RoleState,
+  type RoleTiming,
+  type WriteGate,
+} from '../../node-agent/role/role-machine.ts';
+import { EventQueue } from './event-queue.ts';
+
+export const SITES = ['alpha', 'beta'] as const;
+export const WITNESS = 'witness';
+export type SiteId = (typeof SITES)[number];
+export type NodeId = SiteId | typeof WITNESS;
+
+export interface WorldOptions {
+  seed: number;
+  cluster: string;
+  groups: readonly { name: string; preferredSite: SiteId }[];
+  leaseMs: number;
+  maxDataLossMs: number;
+  timing: RoleTiming;
+  /** Site timer period, on the site's clock. */
+  tickMs: number;
+  /** 'random': each boot's clock runs at a rate within timing.driftMax of real time. */
+  drift: 'none' | 'random';
+  /** Default per-message delay range of every link. */
+  delayMs: readonly [number, number];
+  /** A mirrored write unanswered this long means the mirror no longer keeps up. */
+  stallMs: number;
+  /** A write not acknowledged within this is failed to the client. */
+  writeTimeoutMs: number;
+  /** Resend the whole data set to an unsynced secondary at most this often (resync). */
+  resyncEveryMs: number;
+}
+
+export class InvariantViolation extends Error {
+  override name = 'InvariantViolation';
+}
+
+interface Clock { bootT: number; offsetMs: number; rate: number }
+
+interface Link { up: boolean; delayMs: readonly [number, number]; loss: number }
+
+type Payload =
+  | { readonly t: 'peer'; readonly m: PeerMessage }
+  | { readonly t: 'wreq'; readonly r: WitnessRequest }
+  | { readonly t: 'wrep'; readonly r: WitnessReply }
+  | { readonly t: 'mirror'; readonly group: string; readonly epoch: number; readonly ids: readonly number[]; readonly full: boolean }
+  | { readonly t: 'mack'; readonly group: string; readonly epoch: number; readonly ids: readonly number[] };
+
+type Ev =
+  | { readonly k: 'tick'; readonly site: SiteId; readonly boot: number }
+  | { readonly k: 'deliver'; readonly from: NodeId; readonly to: NodeId; readonly p: Payload }
+  | { readonly k: 'call'; readonly fn: () => void };
+
+interface GroupAtSite {
+  role: RoleState | null;
+  /** durable */
+  persisted: PersistedRole | null;
+  /** durable: ids of the writes this site's volume holds */
+  data: Set<number>;
+  /** primary side of the mirror, volatile: writes the secondary has not acknowledged in this epoch */
+  unacked: Map<number, { sinceT: number; clientAcked: boolean }>;
+  /** mirrored writes waiting for the secondary before their acknowledgement */
+  pending: Map<number, number>;
+  mirrorEpoch: number;
+  mirrorReported: boolean | null;
+  lastResyncT: number;
+}
+
+interface SiteNode {
+  up: boolean;
+  boot: number;
+  clock: Clock;
+  groups: Map<string, GroupAtSite>;
+}
+
+interface WitnessNode {
+  up: boolean;
+  clock: Clock;
+  state: ArbiterState | null;
+  /** durable */
+  records: Map<string, DurableRecord>;
+}
+
+export interface AckRecord { id: number; group: string; site: SiteId; epoch: number; t: number }
+
+export interface WorldStats {
+  events: number;
+  writesAcked: number;
+  writesRefused: number;
+  writesFailed: number;
+  failovers: number;
+  forcedFailovers: number;
+  switchovers: number;
+  forcedLossWrites: number;
+  divergentSaves: number;
+}
+
+const TRACE_MAX = 400;
+
+export class World {
+  readonly opts: WorldOptions;
+  readonly rand: () => number;
+  t = 0;
+  readonly stats: WorldStats = {
+    events: 0, writesAcked: 0, writesRefused: 0, writesFailed: 0, failovers: 0, forcedFailovers: 0,
+    switchovers: 0, forcedLossWrites: 0, divergentSaves: 0,
+  };
+  readonly acks: AckRecord[] = [];
+  private readonly queue = new EventQueue<Ev>();
+  private readonly sites: Record<SiteId, SiteNode>;
+  private readonly witness: WitnessNode;
+  private readonly links = new Map<string, Link>();
+  private readonly trace: string[] = [];
+  private nextWriteId = 1;
+  /** per group: acknowledged writes that must survive (all, less what forced failovers lost) */
+  private readonly required = new Map<string, Set<number>>();
+  private readonly maxAckEpoch = new Map<string, number>();
+  private readonly forcedEpochs = new Set<string>();
+  private readonly openSite = new Map<string, SiteId | null>();
+
+  constructor(opts: WorldOptions) {
+    this.opts = opts;
+    this.rand = prng(opts.seed);
+    const mkSite = (): SiteNode => ({ up: false, boot: 0, clock: this.newClock(), groups: new Map() });
+    this.sites = { alpha: mkSite(), beta: mkSite() };
+    for (const s of SITES) {
+      for (const g of opts.groups) {
+        this.sites[s].groups.set(g.name, {
+          role: null, persisted: null, data: new Set(), unacked: new Map(), pending: new Map(),
+          mirrorEpoch: 0, mirrorReported: null, lastResyncT: -Infinity,
+        });
+      }
+    }
+    this.witness = { up: false, clock: this.newClock(), state: null, records: new Map() };
+    const nodes: NodeId[] = [...SITES, WITNESS];
+    for (const a of nodes) for (const b of nodes) if (a !== b) this.links.set(`${a}>${b}`, { up: true, delayMs: opts.delayMs, loss: 0 });
+    for (const g of opts.groups) {
+      this.required.set(g.name, new Set());
+      this.maxAckEpoch.set(g.name, 0);
+      this.openSite.set(g.name, null);
+    }
+  }
+
+  // ---- running ----
+
+  start(): void {
+    this.startWitness();
+    for (const s of SITES) this.startSite(s);
+  }
+
+  schedule(atT: number, fn: () => void): void {
+    this.queue.push(atT, { k: 'call', fn });
+  }
+
+  runUntil(endT: number): void {
+    while (this.queue.peekTime() <= endT) {
+      const { t, item } = this.queue.pop();
+      this.t = t;
+      this.stats.events++;
+      this.handle(item);
+      this.checkInvariants();
+    }
+    this.t = endT;
+  }
+
+  private handle(ev: Ev): void {
+    switch (ev.k) {
+      case 'call':
+        ev.fn();
+        return;
+      case 'tick':
+        return this.onTick(ev.site, ev.boot);
+      case 'deliver':
+        return this.deliver(ev.from, ev.to, ev.p);
+    }
+  }
+
+  // ---- faults and commands (used by scenarios and the random driver) ----
+
+  setLink(from: NodeId, to: NodeId, change: Partial<Link>): void {
+    const l = this.links.get(`${from}>${to}`)!;
+    this.links.set(`${from}>${to}`, { ...l, ...change });
+  }
+
+  partition(a: NodeId, b: NodeId, oneWay = false): void {
+    this.note(`partition ${a}${oneWay ? '->' : '-'}${b}`);
+    this.setLink(a, b, { up: false });
+    if (!oneWay) this.setLink(b, a, { up: false });
+  }
+
+  heal(a?: NodeId, b?: NodeId): void {
+    this.note(a && b ? `heal ${a}-${b}` : 'heal all');
+    for (const [k, l] of this.links) {
+      const [x, y] = k.split('>');
+      if (!a || !b || (x === a && y === b) || (x === b && y === a)) this.links.set(k, { ...l, up: true });
+    }
+  }
+
+  /** All links up, no loss, default delays. */
+  healAll(): void {
+    this.note('heal all, clean links');
+    for (const k of this.links.keys()) this.links.set(k, { up: true, delayMs: this.opts.delayMs, loss: 0 });
+  }
+
+  isUp(n: NodeId): boolean {
+    return n === WITNESS ? this.witness.up : this.sites[n].up;
+  }
+
+  crash(n: NodeId): void {
+    if (!this.isUp(n)) return;
+    this.note(`crash ${n}`);
+    if (n === WITNESS) {
+      this.witness.up = false;
+      this.witness.state = null;
+      return;
+    }
+    const s = this.sites[n];
+    s.up = false;
+    for (const g of s.groups.values()) {
+      for (const _ of g.pending) this.stats.writesFailed++;
+      g.role = null;
+      g.unacked = new Map();
+      g.pending = new Map();
+      g.mirrorReported = null;
+      g.mirrorEpoch = 0;
+    }
+    for (const g of this.opts.groups) if (this.openSite.get(g.name) === n) this.openSite.set(g.name, null);
+  }
+
+  restart(n: NodeId): void {
+    if (this.isUp(n)) return;
+    this.note(`restart ${n}`);
+    if (n === WITNESS) this.startWitness();
+    else this.startSite(n);
+  }
+
+  operator(site: SiteId, group: string, command: OperatorCommand): RoleRefusal | 'SITE_DOWN' | null {
+    if (!this.sites[site].up) return 'SITE_DOWN';
+    this.note(`operator ${command} ${group} at ${site}`);
+    const step = this.stepRole(site, group, { type: 'operator', nowMs: this.localNow(site), command });
+    return step ?? null;
+  }
+
+  /** A client write sent to `site`: 'acked' at once, 'pending' (waits for the mirror), or 'refused'. */
+  write(site: SiteId, group: string): { id: number; outcome: 'acked' | 'pending' | 'refused' } {
+    const s = this.sites[site];
+    const g = s.groups.get(group)!;
+    if (!s.up || !g.role) return { id: 0, outcome: 'refused' };
+    const gate = writeGate(g.role, this.localNow(site));
+    if (gate === 'closed') {
+      this.stats.writesRefused++;
+      return { id: 0, outcome: 'refused' };
+    }
+    const id = this.nextWriteId++;
+    g.data.add(id);
+    g.unacked.set(id, { sinceT: this.t, clientAcked: gate === 'local' });
+    const epoch = g.role.persisted.epoch;
+    this.send(site, peerOf(site), { t: 'mirror', group, epoch, ids: [id], full: false });
+    if (gate === 'local') {
+      this.acknowledge(site, group, id, epoch);
+      return { id, outcome: 'acked' };
+    }
+    g.pending.set(id, this.t);
+    return { id, outcome: 'pending' };
+  }
+
+  // ---- views ----
+
+  role(site: SiteId, group: string): RoleState | null {
+    return this.sites[site].groups.get(group)!.role;
+  }
+
+  persistedRole(site: SiteId, group: string): PersistedRole | null {
+    return this.sites[site].groups.get(group)!.persisted;
+  }
+
+  gate(site: SiteId, group: string): WriteGate {
+    const r = this.role(site, group);
+    return r && this.sites[site].up ? writeGate(r, this.localNow(site)) : 'closed';
+  }
+
+  alua(site: SiteId, group: string): string {
+    const r = this.role(site, group);
+    return r && this.sites[site].up ? accessState(r, this.localNow(site)) : 'down';
+  }
+
+  hasWrite(site: SiteId, group: string, id: number): boolean {
+    return this.sites[site].groups.get(group)!.data.has(id);
+  }
+
+  witnessRecord(group: string): DurableRecord | undefined {
+    return this.witness.records.get(groupKeyString(this.key(group)));
+  }
+
+  witnessLeaseExpiry(group: string): number | undefined {
+    return this.witness.state ? recordOf(this.witness.state, this.key(group))?.leaseExpiresAtMs : undefined;
+  }
+
+  recentTrace(n = 60): string {
+    return this.trace.slice(-n).join('\n');
+  }
+
+  note(line: string): void {
+    this.trace.push(`${this.t.toFixed(1).padStart(9)} ${line}`);
+    if (this.trace.length > TRACE_MAX) this.trace.splice(0, this.trace.length - TRACE_MAX);
+  }
+
+  violation(what: string): never {
+    this.note(`VIOLATION ${what}`);
+    throw new InvariantViolation(`seed ${this.opts.seed} at t=${this.t.toFixed(1)}: ${what}`);
+  }
+
+  // ---- clocks ----
+
+  private newClock(): Clock {
+    const d = this.opts.timing.driftMax;
+    let rate = 1;
+    if (this.opts.drift === 'random') {
+      const r = this.rand();
+      // Half the boots at the extremes of the bound, where the lease arithmetic is tightest.
+      rate = r < 0.25 ? 1 - d : r < 0.5 ? 1 + d : 1 - d + 2 * d * this.rand();
+    }
+    const offsetMs = this.opts.drift === 'random' ? Math.floor(this.rand() * 1e6) : 0;
+    return { bootT: this.t, offsetMs, rate };
+  }
+
+  localNow(n: NodeId): number {
+    const c = n === WITNESS ? this.witness.clock : this.sites[n].clock;
+    return c.offsetMs + (this.t - c.bootT) * c.rate;
+  }
+
+  private key(group: string): GroupKey {
+    return { cluster: this.opts.cluster, group };
+  }
+
+  // ---- network ----
+
+  private send(from: NodeId, to: NodeId, p: Payload): void {
+    const l = this.links.get(`${from}>${to}`)!;
+    if (!l.up || (l.loss > 0 && this.rand() < l.loss)) return;
+    const [lo, hi] = l.delayMs;
+    this.queue.push(this.t + lo + (hi - lo) * this.rand(), { k: 'deliver', from, to, p });
+  }
+
+  private deliver(from: NodeId, to: NodeId, p: Payload): void {
+    if (!this.isUp(to)) return;
+    if (to === WITNESS) {
+      if (p.t === 'wreq') this.witnessInput({ type: 'request', nowMs: this.localNow(WITNESS), request: p.r });
+      return;
+    }
+    const site = to;
+    switch (p.t) {
+      case 'peer':
+        this.stepRole(site, p.m.key.group, { type: 'peer-message', nowMs: this.localNow(site), message: p.m });
+        return;
+      case 'wrep':
+        this.stepRole(site, p.r.key.group, { type: 'witness-reply', nowMs: this.localNow(site), reply: p.r });
+        return;
+      case 'mirror':
+        return this.onMirror(site, from as SiteId, p);
+      case 'mack':
+        return this.onMirrorAck(site, p);
+      case 'wreq':
+        return;
+    }
+  }
+
+  // ---- witness ----
+
+  private startWitness(): void {
+    const w = this.witness;
+    w.up = true;
+    w.clock = this.newClock();
+    const now = this.localNow(WITNESS);
+    w.state = w.records.size ? restoreArbiter([...w.records.values()], now) : newArbiter(now);
+    for (const g of this.opts.groups) {
+      this.witnessInput({
+        type: 'register', nowMs: now,
+        registration: { key: this.key(g.name), sites: SITES, preferredSite: g.preferredSite, leaseMs: this.opts.leaseMs, maxDataLossMs: this.opts.maxDataLossMs },
+      });
+    }
+  }
+
+  private witnessInput(input: Parameters<typeof arbiterStep>[1]): void {
+    const w = this.witness;
+    const step = arbiterStep(w.state!, input);
+    w.state = step.state;
+    for (const a of step.actions) this.witnessAction(a);
+  }
+
+  private witnessAction(a: ArbiterAction): void {
+    switch (a.type) {
+      case 'persist': {
+        const k = groupKeyString(a.record.key);
+        const before = this.witness.records.get(k);
+        if (before && a.record.epoch < before.epoch) this.violation(`witness epoch of ${k} went back ${before.epoch} -> ${a.record.epoch}`);
+        this.witness.records.set(k, a.record);
+        if (a.record.forced) this.forcedEpochs.add(`${a.record.key.group}@${a.record.epoch}`);
+        return;
+      }
+      case 'primary-changed':
+        this.note(`witness: ${a.key.group} primary ${a.from} -> ${a.to} epoch ${a.epoch} (${a.cause})`);
+        if (a.cause === 'failover') this.stats.failovers++;
+        else if (a.cause === 'forced-failover') this.stats.forcedFailovers++;
+        else this.stats.switchovers++;
+        return;
+      case 'reply':
+        this.send(WITNESS, a.reply.site as SiteId, { t: 'wrep', r: a.reply });
+        return;
+    }
+  }
+
+  // ---- sites ----
+
+  private startSite(site: SiteId): void {
+    const s = this.sites[site];
+    s.up = true;
+    s.boot++;
+    s.clock = this.newClock();
+    const now = this.localNow(site);
+    for (const g of this.opts.groups) {
+      const gs = s.groups.get(g.name)!;
+      const step = restoreRole(
+        { key: this.key(g.name), site, peer: peerOf(site), preferredSite: g.preferredSite, timing: this.opts.timing },
+        gs.persisted, now,
+      );
+      gs.role = step.state;
+      this.roleActions(site, g.name, gs, null, step.actions);
+    }
+    this.queue.push(this.t, { k: 'tick', site, boot: s.boot });
+  }
+
+  private onTick(site: SiteId, boot: number): void {
+    const s = this.sites[site];
+    if (!s.up || s.boot !== boot) return;
+    for (const g of this.opts.groups) {
+      this.stepRole(site, g.name, { type: 'tick', nowMs: this.localNow(site) });
+      this.mirrorWork(site, g.name);
+    }
+    this.queue.push(this.t + this.opts.tickMs / s.clock.rate, { k: 'tick', site, boot });
+  }
+
+  /** Steps a site's role machine and carries out its actions; returns an operator refusal. */
+  private stepRole(site: SiteId, group: string, input: RoleInput): RoleRefusal | undefined {
+    const gs = this.sites[site].groups.get(group)!;
+    if (!gs.role) return undefined;
+    const before = gs.role;
+    const step = roleStep(before, input);
+    gs.role = step.state;
+    this.roleActions(site, group, gs, before, step.actions);
+    this.settleWrites(site, group);
+    return step.refusal;
+  }
+
+  private roleActions(site: SiteId, group: string, gs: GroupAtSite, before: RoleState | null, actions: readonly RoleAction[]): void {
+    for (const a of actions) {
+      switch (a.type) {
+        case 'persist':
+          this.persistRole(site, group, gs, a.persisted);
+          break;
+        case 'save-divergent-writes':
+          this.stats.divergentSaves++;
+          this.note(`${site}: ${group} saves divergent writes aside (epoch ${a.epoch})`);
+          break;
+        case 'write-gate':
+          this.note(`${site}: ${group} gate ${a.gate} (epoch ${gs.role!.persisted.epoch})`);
+          break;
+        case 'alua':
+          break;
+        case 'send-peer':
+          this.send(site, peerOf(site), { t: 'peer', m: a.message });
+          break;
+        case 'send-witness':
+          this.send(site, WITNESS, { t: 'wreq', r: a.request });
+          break;
+      }
+    }
+    void before;
+  }
+
+  private persistRole(site: SiteId, group: string, gs: GroupAtSite, p: PersistedRole): void {
+    const old = gs.persisted;
+    if (old && p.epoch < old.epoch) this.violation(`${site}: ${group} epoch went back ${old.epoch} -> ${p.epoch}`);
+    gs.persisted = p;
+    if (!old || p.epoch !== old.epoch) this.note(`${site}: ${group} epoch ${p.epoch} primary ${p.primary}`);
+    if (old && p.epoch > old.epoch && p.primary === site) this.checkNoLoss(site, group, gs, p.epoch);
+  }
+
+  /** A site becomes primary of a new epoch: every acknowledged write must be on its volume. */
+  private checkNoLoss(site: SiteId, group: string, gs: GroupAtSite, epoch: number): void {
+    const required = this.required.get(group)!;
+    const missing = [...required].filter((id) => !gs.data.has(id));
+    if (missing.length === 0) return;
+    if (this.forcedEpochs.has(`${group}@${epoch}`)) {
+      this.stats.forcedLossWrites += missing.length;
+      this.note(`${site}: ${group} forced failover to epoch ${epoch} lost ${missing.length} acknowledged writes (accounted)`);
+      for (const id of missing) required.delete(id);
+      return;
+    }
+    this.violation(`${site} became primary of ${group} at epoch ${epoch} without acknowledged writes ${missing.slice(0, 8).join(',')}${missing.length > 8 ? '...' : ''}`);
+  }
+
+  // ---- mirror model ----
+
+  private onMirror(site: SiteId, from: SiteId, p: Extract<Payload, { t: 'mirror' }>): void {
+    const gs = this.sites[site].groups.get(p.group)!;
+    const r = gs.role;
+    if (!r || r.persisted.epoch !== p.epoch || isPrimary(r)) return;
+    for (const id of p.ids) gs.data.add(id);
+    this.send(site, from, { t: 'mack', group: p.group, epoch: p.epoch, ids: p.ids });
+    if (p.full && gs.mirrorReported !== true) {
+      gs.mirrorReported = true;
+      this.stepRole(site, p.group, { type: 'mirror', nowMs: this.localNow(site), inSync: true, lagMs: null });
+    }
+  }
+
+  private onMirrorAck(site: SiteId, p: Extract<Payload, { t: 'mack' }>): void {
+    const gs = this.sites[site].groups.get(p.group)!;
+    const r = gs.role;
+    if (!r || r.persisted.epoch !== p.epoch || !isPrimary(r) || gs.mirrorEpoch !== p.epoch) return;
+    const gate = writeGate(r, this.localNow(site));
+    for (const id of p.ids) {
+      gs.unacked.delete(id);
+      if (gs.pending.has(id)) {
+        gs.pending.delete(id);
+        if (gate === 'closed') this.stats.writesFailed++;
+        else this.acknowledge(site, p.group, id, r.persisted.epoch);
+      }
+    }
+    this.reportMirror(site, p.group);
+  }
+
+  /** Tick work of the primary's mirror: reset on a new epoch, resync, report whether in sync. */
+  private mirrorWork(site: SiteId, group: string): void {
+    const gs = this.sites[site].groups.get(group)!;
+    const r = gs.role;
+    if (!r) return;
+    if (!isPrimary(r)) {
+      gs.mirrorEpoch = 0;
+      if (r.mirrorInSync === null) gs.mirrorReported = null;
+      return;
+    }
+    if (gs.mirrorEpoch !== r.persisted.epoch) {
+      // New epoch as primary: nothing is known of the secondary's copy; resync everything.
+      gs.mirrorEpoch = r.persisted.epoch;
+      gs.unacked = new Map([...gs.data].map((id) => [id, { sinceT: this.t, clientAcked: false }]));
+      gs.mirrorReported = null;
+    }
+    if (gs.unacked.size > 0 && this.t - gs.lastResyncT >= this.opts.resyncEveryMs) {
+      gs.lastResyncT = this.t;
+      this.send(site, peerOf(site), { t: 'mirror', group, epoch: r.persisted.epoch, ids: [...gs.data], full: true });
+    }
+    this.reportMirror(site, group);
+  }
+
+  private reportMirror(site: SiteId, group: string): void {
+    const gs = this.sites[site].groups.get(group)!;
+    if (!gs.role || !isPrimary(gs.role) || gs.mirrorEpoch !== gs.role.persisted.epoch) return;
+    let inSync = true;
+    for (const u of gs.unacked.values()) {
+      if (u.clientAcked || this.t - u.sinceT > this.opts.stallMs) {
+        inSync = false;
+        break;
+      }
+    }
+    if (inSync === gs.mirrorReported || (gs.mirrorReported === null && inSync && gs.unacked.size > 0)) return;
+    gs.mirrorReported = inSync;
+    this.stepRole(site, group, { type: 'mirror', nowMs: this.localNow(site), inSync, lagMs: null });
+  }
+
+  /** Pending mirrored writes: acknowledged when the gate turns local, failed when it closes or they time out. */
+  private settleWrites(site: SiteId, group: string): void {
+    const gs = this.sites[site].groups.get(group)!;
+    if (gs.pending.size === 0 || !gs.role) return;
+    const gate = writeGate(gs.role, this.localNow(site));
+    for (const [id, t0] of gs.pending) {
+      if (gate === 'local') {
+        gs.pending.delete(id);
+        const u = gs.unacked.get(id);
+        if (u) u.clientAcked = true;
+        this.acknowledge(site, group, id, gs.role.persisted.epoch);
+      } else if (gate === 'closed' || this.t - t0 > this.opts.writeTimeoutMs) {
+        gs.pending.delete(id);
+        this.stats.writesFailed++;
+      }
+    }
+  }
+
+  private acknowledge(site: SiteId, group: string, id: number, epoch: number): void {
+    const maxEpoch = this.maxAckEpoch.get(group)!;
+    if (epoch < maxEpoch) this.violation(`${site} acknowledged write ${id} of ${group} in epoch ${epoch} after a write in epoch ${maxEpoch}`);
+    this.maxAckEpoch.set(group, epoch);
+    this.required.get(group)!.add(id);
+    this.acks.push({ id, group, site, epoch, t: this.t });
+    this.stats.writesAcked++;
+  }
+
+  // ---- invariants ----
+
+  private checkInvariants(): void {
+    for (const g of this.opts.groups) {
+      let open: SiteId | null = null;
+      for (const s of SITES) {
+        if (this.gate(s, g.name) === 'closed') continue;
+        if (open) this.violation(`${open} and ${s} both may acknowledge writes for ${g.name}`);
+        open = s;
+      }
+      const was = this.openSite.get(g.name);
+      if (open !== was) this.openSite.set(g.name, open);
+    }
+  }
+
+  /** Liveness: each group has exactly one site that may acknowledge writes, both at the witness's epoch. */
+  converged(): { ok: true } | { ok: false; why: string } {
+    for (const g of this.opts.groups) {
+      const rec = this.witnessRecord(g.name);
+      if (!rec) return { ok: false, why: `${g.name}: no witness record` };
+      const serving = SITES.filter((s) => this.gate(s, g.name) !== 'closed');
+      if (serving.length !== 1) return { ok: false, why: `${g.name}: ${serving.length} serving sites (witness: ${rec.primary} epoch ${rec.epoch})` };
+      for (const s of SITES) {
+        const p = this.persistedRole(s, g.name);
+        if (!p || p.epoch !== rec.epoch) return { ok: false, why: `${g.name}: ${s} at epoch ${p?.epoch}, witness at ${rec.epoch}` };
+      }
+      if (serving[0] !== rec.primary) return { ok: false, why: `${g.name}: ${serving[0]} serves, witness says ${rec.primary}` };
+    }
+    return { ok: true };
+  }
+}
+
+export function peerOf(site: SiteId): SiteId {
+  return site === 'alpha' ? 'beta' : 'alpha';
+}
