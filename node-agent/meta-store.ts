@@ -1,7 +1,8 @@
 // The agent's metadata (MetaStore edge): which volume files it created, each volume's identity,
 // per group the epoch and role, and persistent reservations that must survive a restart. Kept in a lowdb JSON file, written atomically (temp file and
 // rename), so a crash at any instant leaves either the old or the new state.
-import { JSONFilePreset } from 'lowdb/node';
+import { Low } from 'lowdb';
+import { JSONFile } from 'lowdb/node';
 import { assert } from '../common/assert.ts';
 
 export interface VolumeRecord {
@@ -38,7 +39,11 @@ export function volumeKey(group: string, volume: string): string {
 }
 
 export async function openMetaStore(file: string, identity: { cluster: string; site: string }): Promise<MetaStore> {
-  const db = await JSONFilePreset<AgentMeta>(file, { formatVersion: 1, ...identity, volumes: {}, groups: {} });
+  // The JSONFile adapter explicitly: lowdb's JSONFilePreset silently keeps everything in memory
+  // when NODE_ENV is "test" (as under ava), and an agent that forgets its metadata on restart
+  // would forget its APTPL reservations too.
+  const db = new Low<AgentMeta>(new JSONFile<AgentMeta>(file), { formatVersion: 1, ...identity, volumes: {}, groups: {} });
+  await db.read();
   const meta = db.data;
   assert(meta.formatVersion === 1, `unknown metadata format ${String(meta.formatVersion)} in ${file}`);
   checkEpochs(meta, undefined);

@@ -25,7 +25,7 @@ function prout(action: number, o: { key?: bigint; sak?: bigint; type?: number; a
 }
 const prin = (action: number) => [0x5e, action, 0, 0, 0, 0, 0, 0x10, 0, 0];
 
-async function twoHosts(t: Parameters<typeof makeFixture>[0], target?: Parameters<typeof makeFixture>[1]['target']) {
+async function twoHosts(t: Parameters<typeof makeFixture>[0], target?: NonNullable<Parameters<typeof makeFixture>[1]>['target']) {
   const f = await makeFixture(t, { target });
   f.target.nexusOpened(host2);
   await f.exec(TUR, { who: host2 });

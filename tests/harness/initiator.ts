@@ -100,7 +100,7 @@ export function textRequest(o: { itt: number; cmdSN: number; expStatSN: number; 
   return pdu(b, textData(o.keys));
 }
 
-export function taskMgmt(o: { fn: number; lun: number; itt: number; rtt: number; cmdSN: number; expStatSN: number }): Buffer {
+export function taskMgmt(o: { fn: number; lun: number; itt: number; rtt: number; cmdSN: number; expStatSN: number; refCmdSN?: number }): Buffer {
   const b = Buffer.alloc(48);
   b[0] = 0x40 | Op.taskMgmt;
   b[1] = 0x80 | o.fn;
@@ -109,6 +109,7 @@ export function taskMgmt(o: { fn: number; lun: number; itt: number; rtt: number;
   b.writeUInt32BE(o.rtt >>> 0, 20);
   b.writeUInt32BE(o.cmdSN >>> 0, 24);
   b.writeUInt32BE(o.expStatSN >>> 0, 28);
+  b.writeUInt32BE((o.refCmdSN ?? 0) >>> 0, 32);
   return pdu(b);
 }
 
@@ -300,6 +301,21 @@ export class TestSession {
       if (k === 'TargetName') { current = v; out[current] = []; } else if (k === 'TargetAddress') out[current]?.push(v);
     }
     return out;
+  }
+
+  /** The ITT and CmdSN the next command will carry, to name it later in ABORT TASK. */
+  nextTask(): { itt: number; cmdSN: number } {
+    return { itt: this.itt, cmdSN: this.cmdSN };
+  }
+
+  /** An immediate Task Management Function Request (RFC 7143 §11.5); resolves with its Response code. */
+  async taskManagement(fn: number, lun: number, ref: { itt: number; cmdSN: number } = { itt: 0xffffffff, cmdSN: 0 }): Promise<number> {
+    const itt = this.itt++;
+    const p = this.expect(itt, 30_000);
+    this.socket.write(taskMgmt({ fn, lun, itt, rtt: ref.itt, cmdSN: this.cmdSN, expStatSN: this.expStatSN, refCmdSN: ref.cmdSN }));
+    const r = await p;
+    if ((r.bhs[0] & 0x3f) !== Op.taskMgmtResponse) throw new Error('no Task Management Function Response');
+    return r.bhs[2];
   }
 
   async logout(): Promise<void> {
