@@ -465,10 +465,20 @@ class Client {
       {
         send: (parts) => this.write(parts),
         execute: (serial, req) => {
+          // The READ/WRITE path: one pair of callbacks per command, no promise chained onto it.
           const conn = this.conn!;
-          this.track(target!.execute(req)).then(
-            (res) => this.guard(() => conn.complete(serial, res)),
+          this.inflight++;
+          target!.execute(req).then(
+            (res) => {
+              this.settled();
+              try {
+                conn.complete(serial, res);
+              } catch (err) {
+                this.fault(err);
+              }
+            },
             (err: unknown) => {
+              this.settled();
               this.log.error('SCSI command failed', { remote: this.remote, error: describe(err) });
               this.guard(() => conn.fail(serial));
             },
@@ -522,11 +532,14 @@ class Client {
 
   private track<T>(p: Promise<T>): Promise<T> {
     this.inflight++;
-    const settle = () => {
-      if (--this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
-    };
+    const settle = () => this.settled();
     p.then(settle, settle);
     return p;
+  }
+
+  /** One command or task management function left the SCSI layer. */
+  private settled(): void {
+    if (--this.inflight === 0 && this.idleWaiters.length > 0) for (const w of this.idleWaiters.splice(0)) w();
   }
 
   /** Calls back once nothing of this connection is in the SCSI layer. */
