@@ -296,7 +296,11 @@ function onWitness(d: Draft, r: WitnessReply): void {
       return;
     }
     case 'promotion':
-      if (!o.granted) d.s = { ...d.s, blocked: o.reason };
+      if (!o.granted) {
+        // Ask again when the witness says the old lease ends, not a retry period later.
+        const at = o.retryInMs === null ? d.s.lastChangeAskMs : d.s.nowMs + o.retryInMs - config.timing.witnessRetryMs;
+        d.s = { ...d.s, blocked: o.reason, lastChangeAskMs: at };
+      }
       return;
     case 'handover':
       if (!o.granted && d.s.switchover?.handingOver) {

@@ -116,7 +116,7 @@ function chaos(world: World, r: () => number): void {
     }
   } else if (x < 0.74) {
     const lossy = r() < 0.5;
-    const hi = 1 + r() * (r() < 0.3 ? 400 : 40);
+    const hi = 1 + r() * (r() < 0.1 ? 1500 : r() < 0.3 ? 400 : 40);
     world.note(`link ${a}-${b}: delay up to ${hi.toFixed(0)} ms, loss ${lossy ? 'up to 30%' : 'none'}`);
     for (const [f, to] of [[a, b], [b, a]] as const) world.setLink(f, to, { delayMs: [r() * hi * 0.5, hi], loss: lossy ? r() * 0.3 : 0 });
   } else if (x < 0.82) {

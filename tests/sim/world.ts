@@ -71,7 +71,7 @@ type Payload =
   | { readonly t: 'wreq'; readonly r: WitnessRequest }
   | { readonly t: 'wrep'; readonly r: WitnessReply }
   | { readonly t: 'mirror'; readonly group: string; readonly epoch: number; readonly ids: readonly number[]; readonly full: boolean }
-  | { readonly t: 'mack'; readonly group: string; readonly epoch: number; readonly ids: readonly number[] };
+  | { readonly t: 'mack'; readonly group: string; readonly epoch: number; readonly ids: readonly number[]; readonly full: boolean };
 
 type Ev =
   | { readonly k: 'tick'; readonly site: SiteId; readonly boot: number }
@@ -90,6 +90,8 @@ interface GroupAtSite {
   pending: Map<number, number>;
   mirrorEpoch: number;
   mirrorReported: boolean | null;
+  /** the secondary has answered a full resync in this epoch */
+  peerConfirmed: boolean;
   lastResyncT: number;
 }
 
@@ -154,7 +156,7 @@ export class World {
       for (const g of opts.groups) {
         this.sites[s].groups.set(g.name, {
           role: null, persisted: null, data: new Set(), unacked: new Map(), pending: new Map(),
-          mirrorEpoch: 0, mirrorReported: null, lastResyncT: -Infinity,
+          mirrorEpoch: 0, mirrorReported: null, peerConfirmed: false, lastResyncT: -Infinity,
         });
       }
     }
@@ -249,6 +251,7 @@ export class World {
       g.unacked = new Map();
       g.pending = new Map();
       g.mirrorReported = null;
+      g.peerConfirmed = false;
       g.mirrorEpoch = 0;
     }
     for (const g of this.opts.groups) if (this.openSite.get(g.name) === n) this.openSite.set(g.name, null);
@@ -534,7 +537,7 @@ export class World {
     const r = gs.role;
     if (!r || r.persisted.epoch !== p.epoch || isPrimary(r)) return;
     for (const id of p.ids) gs.data.add(id);
-    this.send(site, from, { t: 'mack', group: p.group, epoch: p.epoch, ids: p.ids });
+    this.send(site, from, { t: 'mack', group: p.group, epoch: p.epoch, ids: p.ids, full: p.full });
     if (p.full && gs.mirrorReported !== true) {
       gs.mirrorReported = true;
       this.stepRole(site, p.group, { type: 'mirror', nowMs: this.localNow(site), inSync: true, lagMs: null });
@@ -546,6 +549,7 @@ export class World {
     const r = gs.role;
     if (!r || r.persisted.epoch !== p.epoch || !isPrimary(r) || gs.mirrorEpoch !== p.epoch) return;
     const gate = writeGate(r, this.localNow(site));
+    if (p.full) gs.peerConfirmed = true;
     for (const id of p.ids) {
       gs.unacked.delete(id);
       if (gs.pending.has(id)) {
@@ -572,8 +576,9 @@ export class World {
       gs.mirrorEpoch = r.persisted.epoch;
       gs.unacked = new Map([...gs.data].map((id) => [id, { sinceT: this.t, clientAcked: false }]));
       gs.mirrorReported = null;
+      gs.peerConfirmed = false;
     }
-    if (gs.unacked.size > 0 && this.t - gs.lastResyncT >= this.opts.resyncEveryMs) {
+    if ((gs.unacked.size > 0 || !gs.peerConfirmed) && this.t - gs.lastResyncT >= this.opts.resyncEveryMs) {
       gs.lastResyncT = this.t;
       this.send(site, peerOf(site), { t: 'mirror', group, epoch: r.persisted.epoch, ids: [...gs.data], full: true });
     }

@@ -1,0 +1,233 @@
+// Arbitration stories (DESIGN.md "Arbitration", bullet by bullet): the real role machines and the
+// real arbiter in the simulated world with exact clocks and 1 ms links. Lease 1000 ms, heartbeats
+// 150 ms (tests/sim/simulate.ts); each story reads as what an admin would see.
+import test from 'ava';
+import { runScenario } from '../../tests/sim/scenario.ts';
+
+function story(title: string, script: string): void {
+  test(title, (t) => {
+    runScenario(script);
+    t.pass();
+  });
+}
+
+story('all well: the preferred site is primary, writes are mirrored before they are acknowledged', `
+  tick 1000
+  expect alpha primary epoch 1
+  expect beta secondary epoch 1
+  expect alpha gate mirrored
+  expect alpha alua active-optimized
+  expect beta alua active-non-optimized
+  expect witness epoch 1 primary alpha up-to-date
+  write db at alpha -> pending as w1
+  tick 10
+  expect beta has w1
+  expect alpha has-all-acked db
+  write db at beta -> refused
+`);
+
+story('link between the sites lost, both reach the witness: the primary marks the secondary outdated and carries on; the secondary fences', `
+  tick 1000
+  partition alpha-beta
+  write db at alpha -> pending as w1
+  tick 1500
+  expect witness epoch 1 primary alpha outdated
+  expect alpha primary epoch 1
+  expect alpha gate local
+  expect beta secondary epoch 1
+  expect beta alua transitioning
+  write db at alpha -> acked as w2
+  expect beta lacks w2
+  tick 3000
+  expect alpha primary epoch 1
+  expect beta secondary epoch 1
+  expect witness epoch 1 primary alpha outdated
+  heal alpha-beta
+  tick 1500
+  expect beta has w2
+  expect witness epoch 1 primary alpha up-to-date
+  expect alpha gate mirrored
+  expect beta alua active-non-optimized
+`);
+
+story('active-active: a cut link leaves each group at its own primary', `
+  groups db@alpha vm@beta
+  tick 1000
+  partition alpha-beta
+  tick 3000
+  expect alpha db primary epoch 1
+  expect beta vm primary epoch 1
+  expect alpha db gate local
+  expect beta vm gate local
+  expect witness db primary alpha outdated
+  expect witness vm primary beta outdated
+`);
+
+story('primary site lost: the secondary is promoted once the lease has expired, with every acknowledged write', `
+  tick 1000
+  write db at alpha as w1
+  tick 5
+  write db at alpha as w2
+  tick 5
+  crash alpha
+  tick 900
+  expect beta secondary epoch 1
+  tick 1100
+  expect beta primary epoch 2
+  expect beta has w1
+  expect beta has w2
+  expect beta has-all-acked db
+  expect witness epoch 2 primary beta outdated
+  expect beta gate local
+  write db at beta -> acked as w3
+  restart alpha
+  tick 1500
+  expect alpha secondary epoch 2
+  expect alpha has w3
+  expect witness epoch 2 primary beta up-to-date
+  expect beta gate mirrored
+`);
+
+story('groups already at the surviving site are not disturbed when the other site is lost', `
+  groups db@alpha vm@beta
+  tick 1000
+  crash alpha
+  tick 2500
+  expect beta db primary epoch 2
+  expect beta vm primary epoch 1
+  expect witness vm epoch 1 primary beta outdated
+`);
+
+story('primary lost while the secondary is outdated: no automatic failover; the operator forces it and the old primary saves its writes aside', `
+  tick 1000
+  partition alpha-beta
+  tick 1500
+  write db at alpha -> acked as w1
+  crash alpha
+  tick 4000
+  expect beta secondary epoch 1
+  expect beta lacks w1
+  expect witness epoch 1 primary alpha outdated
+  force db at beta
+  tick 300
+  expect beta primary epoch 2
+  expect witness epoch 2 primary beta
+  heal alpha-beta
+  restart alpha
+  tick 1500
+  expect alpha secondary epoch 2
+`);
+
+story('witness lost: nothing changes while the sites see each other, and no automatic failover until it is back', `
+  tick 1000
+  crash witness
+  tick 3000
+  expect alpha primary epoch 1
+  expect alpha gate mirrored
+  write db at alpha -> pending as w1
+  tick 10
+  expect beta has w1
+  crash alpha
+  tick 5000
+  expect beta secondary epoch 1
+  expect beta alua transitioning
+  restart witness
+  tick 1500
+  expect beta primary epoch 2
+  expect beta has-all-acked db
+`);
+
+story('a site isolated from both fences itself before its lease can have expired at the witness', `
+  tick 1000
+  partition alpha-beta
+  partition alpha-witness
+  tick 950
+  expect alpha gate closed
+  expect alpha alua unavailable
+  expect beta secondary epoch 1
+  tick 1200
+  expect beta primary epoch 2
+  heal
+  tick 1000
+  expect alpha secondary epoch 2
+  expect beta primary epoch 2
+`);
+
+story('one-way cut (the primary is not heard by the secondary, but hears it): the witness keeps the primary', `
+  tick 1000
+  partition alpha->beta
+  write db at alpha -> pending as w1
+  tick 3000
+  expect alpha primary epoch 1
+  expect alpha gate local
+  expect beta secondary epoch 1
+  expect witness epoch 1 primary alpha outdated
+`);
+
+story('switchover: planned, zero data loss, the roles swap in a new epoch', `
+  tick 1000
+  write db at alpha as w1
+  tick 10
+  switchover db
+  write db at alpha -> refused
+  tick 300
+  expect beta primary epoch 2
+  expect alpha secondary epoch 2
+  expect witness epoch 2 primary beta up-to-date
+  expect beta has w1
+  expect beta gate mirrored
+  write db at beta -> pending as w2
+  tick 10
+  expect alpha has w2
+  switchover db
+  tick 300
+  expect alpha primary epoch 3
+`);
+
+story('switchover with the secondary out of reach is refused after the drain limit; the primary carries on', `
+  tick 1000
+  partition alpha-beta
+  tick 1500
+  switchover db
+  tick 2500
+  expect alpha primary epoch 1
+  expect alpha gate local
+  expect beta secondary epoch 1
+  expect witness epoch 1 primary alpha outdated
+`);
+
+story('operator refusals are values: no forced failover to the primary, no second switchover', `
+  tick 1000
+  force db at alpha -> ALREADY_PRIMARY
+  partition alpha-beta
+  switchover db
+  switchover db -> SWITCHOVER_IN_PROGRESS
+  expect alpha primary epoch 1
+`);
+
+story('forced failover waits for the old lease: it never overlaps a live primary, and gives up while the primary holds the witness', `
+  tick 1000
+  partition alpha-beta
+  tick 1500
+  force db at beta
+  tick 3500
+  expect alpha primary epoch 1
+  expect beta secondary epoch 1
+`);
+
+story('epochs survive restarts of every daemon, the witness included', `
+  tick 1000
+  crash alpha
+  tick 2500
+  expect beta primary epoch 2
+  crash witness
+  crash beta
+  restart witness
+  restart beta
+  restart alpha
+  tick 2500
+  expect witness epoch 2 primary beta
+  expect beta primary epoch 2
+  expect alpha secondary epoch 2
+  expect beta gate mirrored
+`);
