@@ -9,10 +9,10 @@ export const simTiming: RoleTiming = {
   driftMax: 0.01,
   safetyMarginMs: 10,
   peerLeaseMs: 1000,
-  heartbeatMs: 150,
-  leaseRenewMs: 250,
-  witnessPollMs: 500,
-  witnessRetryMs: 150,
+  heartbeatMs: 200,
+  leaseRenewMs: 300,
+  witnessPollMs: 600,
+  witnessRetryMs: 200,
   switchoverDrainMaxMs: 2000,
   forceFailoverMaxMs: 3000,
 };
@@ -25,12 +25,12 @@ export function worldOptions(seed: number, over: Partial<WorldOptions> = {}): Wo
     leaseMs: 1000,
     maxDataLossMs: 0,
     timing: simTiming,
-    tickMs: 50,
+    tickMs: 100,
     drift: 'random',
     delayMs: [1, 20],
     stallMs: 300,
     writeTimeoutMs: 3000,
-    resyncEveryMs: 150,
+    resyncEveryMs: 200,
     ...over,
   };
 }
@@ -41,7 +41,7 @@ export interface SimOptions {
   livenessBoundMs: number;
 }
 
-export const defaultSimOptions: SimOptions = { safetyMs: 8000, livenessBoundMs: 6000 };
+export const defaultSimOptions: SimOptions = { safetyMs: 7000, livenessBoundMs: 6000 };
 
 export interface SimResult {
   seed: number;
@@ -65,12 +65,13 @@ export function simulate(seed: number, opts: SimOptions = defaultSimOptions): Si
     for (const n of [...SITES, WITNESS] as NodeId[]) world.restart(n);
     const healedAt = world.t;
     let convergedAt: number | null = null;
-    // Step through the bound; once converged, it must stay so (no flapping).
+    // Step through the bound; once converged, it must stay so (no flapping) for a while.
     for (let t = healedAt + 250; t <= healedAt + opts.livenessBoundMs; t += 250) {
       world.runUntil(t);
       const c = world.converged();
       if (c.ok && convergedAt === null) convergedAt = t;
       if (!c.ok && convergedAt !== null) world.violation(`liveness: converged at ${convergedAt.toFixed(0)} then ${c.why}`);
+      if (convergedAt !== null && t - convergedAt >= stableMs) break;
     }
     const c = world.converged();
     if (!c.ok) world.violation(`liveness: not converged ${opts.livenessBoundMs} ms after healing: ${c.why}`);
@@ -80,6 +81,9 @@ export function simulate(seed: number, opts: SimOptions = defaultSimOptions): Si
     return { seed, ok: false, error: `${err.name}: ${err.message}`, trace: world.recentTrace(), stats: world.stats };
   }
 }
+
+/** How long a converged world is watched for flapping. */
+const stableMs = 1500;
 
 const pairs: readonly [NodeId, NodeId][] = [['alpha', 'beta'], ['alpha', WITNESS], ['beta', WITNESS]];
 

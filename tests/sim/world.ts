@@ -637,8 +637,31 @@ export class World {
         if (open) this.violation(`${open} and ${s} both may acknowledge writes for ${g.name}`);
         open = s;
       }
+      if (open) this.checkLeaseBasis(open, g.name);
       const was = this.openSite.get(g.name);
       if (open !== was) this.openSite.set(g.name, open);
+    }
+  }
+
+  /**
+   * The lease arithmetic itself: a site that may write on one lease alone holds it in the
+   * grantor's eyes too (the witness has not let it expire; the secondary still keeps its promise).
+   */
+  private checkLeaseBasis(site: SiteId, group: string): void {
+    const r = this.role(site, group)!;
+    const now = this.localNow(site);
+    const viaPeer = r.peerLeaseUntilMs > now;
+    const viaWitness = r.witnessLeaseUntilMs > now;
+    if (viaWitness && !viaPeer && this.witness.up) {
+      const rec = recordOf(this.witness.state!, this.key(group));
+      if (rec && rec.primary === site && rec.epoch === r.persisted.epoch && this.localNow(WITNESS) >= rec.leaseExpiresAtMs) {
+        this.violation(`${site} may write ${group} on a witness lease the witness holds expired`);
+      }
+    }
+    const peer = peerOf(site);
+    const pr = this.role(peer, group);
+    if (viaPeer && !viaWitness && this.sites[peer].up && pr && pr.persisted.epoch === r.persisted.epoch && !isPrimary(pr)) {
+      if (this.localNow(peer) >= pr.promiseUntilMs) this.violation(`${site} may write ${group} on a peer lease ${peer} no longer keeps`);
     }
   }
 
