@@ -55,6 +55,7 @@ test.serial('iscsi-test-cu: zero failures, skips only from the allow-list, and t
   const skips = report.cases.flatMap((k) => k.skippedMessages.map((m) => ({ k, m })));
   const badSkips = skips.filter(({ k, m }) => !allowed(skipAllowList, k, m)).map(({ k, m }) => `${k.name}: ${m}`);
   t.log(`iscsi-test-cu: ${s.tests} tests, ${s.passed} passed, ${s.failed} failed; ${skips.length} skip messages (${badSkips.length} outside the allow-list)`);
+  for (const line of [...new Set([...failed.map((k) => `FAILED ${k.name}`), ...failedLines.map((l) => `[FAILED] ${l}`), ...badSkips.map((l) => `[SKIPPED] ${l}`)])]) t.log(line);
   t.true(s.ran >= 600, `the whole suite ran (${s.ran} tests)`);
   t.deepEqual(failed.map((k) => k.name), [], 'no test failed');
   t.deepEqual([...new Set(failedLines)], [], 'no [FAILED] line outside the allow-list');
