@@ -371,7 +371,7 @@ function drivePrimary(d: Draft): void {
     const witnessAgrees = d.s.notice === null || (d.s.notice.upToDate && d.s.notice.acked);
     if (now - so.sinceMs > t.switchoverDrainMaxMs) {
       d.s = { ...d.s, switchover: null, blocked: 'SWITCHOVER_TIMEOUT' };
-    } else if (secondaryFine && witnessAgrees) {
+    } else if (secondaryFine && witnessAgrees && d.s.persisted.confirmSeq === null) {
       d.s = { ...d.s, switchover: { ...so, handingOver: true }, persisted: { ...d.s.persisted, changeRequested: true }, lastChangeAskMs: -Infinity };
     }
   }
