@@ -141,8 +141,8 @@ export class World {
   private readonly links = new Map<string, Link>();
   private readonly trace: string[] = [];
   private nextWriteId = 1;
-  /** per group: acknowledged writes that must survive (all, less what forced failovers lost) */
-  private readonly required = new Map<string, Set<number>>();
+  /** per group: acknowledged writes that must survive, with their epoch (less what forced failovers lost) */
+  private readonly required = new Map<string, Map<number, number>>();
   private readonly maxAckEpoch = new Map<string, number>();
   private readonly forcedEpochs = new Set<string>();
   private readonly openSite = new Map<string, SiteId | null>();
@@ -164,7 +164,7 @@ export class World {
     const nodes: NodeId[] = [...SITES, WITNESS];
     for (const a of nodes) for (const b of nodes) if (a !== b) this.links.set(`${a}>${b}`, { up: true, delayMs: opts.delayMs, loss: 0 });
     for (const g of opts.groups) {
-      this.required.set(g.name, new Set());
+      this.required.set(g.name, new Map());
       this.maxAckEpoch.set(g.name, 0);
       this.openSite.set(g.name, null);
     }
@@ -516,10 +516,13 @@ export class World {
     if (old && p.epoch > old.epoch && p.primary === site) this.checkNoLoss(site, group, gs, p.epoch);
   }
 
-  /** A site becomes primary of a new epoch: every acknowledged write must be on its volume. */
+  /**
+   * A site becomes primary of a new epoch: every write acknowledged in an earlier epoch must be on
+   * its volume. (A site may learn late of an epoch already superseded; later writes are not its.)
+   */
   private checkNoLoss(site: SiteId, group: string, gs: GroupAtSite, epoch: number): void {
     const required = this.required.get(group)!;
-    const missing = [...required].filter((id) => !gs.data.has(id));
+    const missing = [...required].filter(([id, e]) => e < epoch && !gs.data.has(id)).map(([id]) => id);
     if (missing.length === 0) return;
     if (this.forcedEpochs.has(`${group}@${epoch}`)) {
       this.stats.forcedLossWrites += missing.length;
@@ -622,7 +625,7 @@ export class World {
     const maxEpoch = this.maxAckEpoch.get(group)!;
     if (epoch < maxEpoch) this.violation(`${site} acknowledged write ${id} of ${group} in epoch ${epoch} after a write in epoch ${maxEpoch}`);
     this.maxAckEpoch.set(group, epoch);
-    this.required.get(group)!.add(id);
+    this.required.get(group)!.set(id, epoch);
     this.acks.push({ id, group, site, epoch, t: this.t });
     this.stats.writesAcked++;
   }
