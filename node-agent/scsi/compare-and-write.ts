@@ -1,9 +1,9 @@
-// COMPARE AND WRITE (SBC-4 5.3) and ORWRITE(16) (SBC-4 5.10): read-compare-write and
-// read-or-write that no other command on the logical unit may interleave with. Both specs are
-// `exclusive`: the task set runs them as ORDERED tasks, after every earlier command and before
+// COMPARE AND WRITE (SBC-4 5.3), ORWRITE(16) (SBC-4 5.10) and WRITE ATOMIC(16) (SBC-4 5.48):
+// read-compare-write, read-or-write and an all-or-nothing write that no other command on the
+// logical unit may interleave with. The specs are `exclusive`: the task set runs them as ORDERED tasks, after every earlier command and before
 // any later one, so READ/WRITE pay nothing while none is queued.
-import { u32, u64, usage } from './cdb.ts';
-import { compareAndWriteMaxBlocks } from './block-limits.ts';
+import { u16, u32, u64, usage } from './cdb.ts';
+import { atomicMaxBlocks, compareAndWriteMaxBlocks } from './block-limits.ts';
 import type { CommandSpec, LogicalUnit } from './command-table.ts';
 import { firstDifference, lbaOutOfRange, outOfRange } from './sbc-commands.ts';
 import { Asc, SenseKey, checkCondition, good, illegalRequest, invalidFieldInCdb } from './sense.ts';
@@ -58,6 +58,28 @@ async function orWrite(req: ScsiRequest, lu: LogicalUnit): Promise<ScsiResponse>
   return good(undefined, bytes);
 }
 
+/**
+ * WRITE ATOMIC(16) (SBC-4 5.48, atomic writes 4.29): no other command sees the range half written,
+ * because the command runs alone on the logical unit. TRANSFER LENGTH above MAXIMUM ATOMIC TRANSFER
+ * LENGTH is refused; ATOMIC BOUNDARY is refused through the usage data (MAXIMUM ATOMIC BOUNDARY
+ * SIZE 0). A Data-Out shorter than the transfer length is refused whole: writing what arrived would
+ * be the partial write the command exists to rule out.
+ */
+async function writeAtomic(req: ScsiRequest, lu: LogicalUnit): Promise<ScsiResponse> {
+  const cdb = req.cdb;
+  const lba = u64(cdb, 2);
+  const blocks = u16(cdb, 12);
+  const bytes = blocks * lu.blockSizeBytes;
+  if (outOfRange(lu, lba, blocks)) return lbaOutOfRange(bytes);
+  if (blocks > atomicMaxBlocks(lu)) return invalidFieldInCdb(12);
+  if (blocks === 0) return good(undefined, 0); // SBC-4 5.48: not an error
+  const data = req.dataOut;
+  if (data === undefined || data.length < bytes) return illegalRequest(Asc.InvalidFieldInCommandInformationUnit, bytes);
+  const fua = (cdb[1] & 0x08) !== 0;
+  await lu.device.write(lba * lu.blockSizeBytes, data.length === bytes ? data : data.subarray(0, bytes), fua ? fuaOn : undefined);
+  return good(undefined, bytes);
+}
+
 const lba8 = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
 const group = 0x1f;
 const ioTimeouts = { nominal: 0, recommended: 30 };
@@ -79,6 +101,16 @@ export const compareAndWriteCommands: readonly CommandSpec[] = [
     // DPO, FUA; ORPROTECT unsupported.
     usage: usage(0x8b, 0x18, ...lba8, 0xff, 0xff, 0xff, 0xff, group, 0),
     handler: orWrite,
+    exclusive: true,
+    mediumError: Asc.WriteError,
+    timeoutSeconds: ioTimeouts,
+  },
+  {
+    opcode: 0x9c,
+    name: 'WRITE ATOMIC(16)',
+    // DPO, FUA; WRPROTECT unsupported, ATOMIC BOUNDARY (bytes 10-11) unsupported.
+    usage: usage(0x9c, 0x18, ...lba8, 0, 0, 0xff, 0xff, group, 0),
+    handler: writeAtomic,
     exclusive: true,
     mediumError: Asc.WriteError,
     timeoutSeconds: ioTimeouts,

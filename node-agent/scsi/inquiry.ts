@@ -1,7 +1,7 @@
 // INQUIRY data (SPC-4 6.6) and the vital product data pages this disk serves (SPC-4 7.8, SBC-3
 // 6.5): pure builders from the logical unit's geometry and identity and the target port's names.
 // Callers truncate to the allocation length.
-import { compareAndWriteMaxBlocks, unmapDescriptorsMax, unmapGranularityBlocks, unmapMaxBlocks, writeSameMaxBlocks } from './block-limits.ts';
+import { atomicMaxBlocks, compareAndWriteMaxBlocks, unmapDescriptorsMax, unmapGranularityBlocks, unmapMaxBlocks, writeSameMaxBlocks } from './block-limits.ts';
 import type { LogicalUnit, TargetContext } from './command-table.ts';
 
 /** Peripheral qualifier 0, device type 0 (direct access block device). */
@@ -130,7 +130,12 @@ export function unitSerialPage(lu: LogicalUnit): Buffer {
   return vpdPage(0x80, Buffer.from(lu.identity.serial, 'latin1'));
 }
 
-/** SBC-4 6.6.4, limits from block-limits.ts. WSNZ 0: WRITE SAME with length 0 runs to the last LBA. */
+/**
+ * SBC-4 6.6.4, limits from block-limits.ts. WSNZ 0: WRITE SAME with length 0 runs to the last LBA.
+ * UGAVALID 1 with UNMAP GRANULARITY ALIGNMENT 0: UNMAP takes any range, but whole 4 KiB filesystem
+ * blocks from LBA 0 on are what give space back. No atomic boundaries (WRITE ATOMIC(16) with a
+ * nonzero ATOMIC BOUNDARY is refused), so the last two fields stay 0.
+ */
 export function blockLimitsPage(lu: LogicalUnit): Buffer {
   const body = Buffer.alloc(0x3c);
   // body offsets are page offsets - 4
@@ -139,8 +144,11 @@ export function blockLimitsPage(lu: LogicalUnit): Buffer {
   body.writeUInt32BE(lu.transferMaxBlocks, 4); // MAXIMUM TRANSFER LENGTH
   body.writeUInt32BE(unmapMaxBlocks(lu), 16); // MAXIMUM UNMAP LBA COUNT
   body.writeUInt32BE(unmapDescriptorsMax, 20); // MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT
-  body.writeUInt32BE(unmapGranularityBlocks(lu), 24); // OPTIMAL UNMAP GRANULARITY (UGAVALID 0)
+  body.writeUInt32BE(unmapGranularityBlocks(lu), 24); // OPTIMAL UNMAP GRANULARITY
+  body.writeUInt32BE(0x80000000, 28); // UGAVALID, UNMAP GRANULARITY ALIGNMENT 0
   body.writeBigUInt64BE(BigInt(writeSameMaxBlocks(lu)), 32); // MAXIMUM WRITE SAME LENGTH
+  body.writeUInt32BE(atomicMaxBlocks(lu), 40); // MAXIMUM ATOMIC TRANSFER LENGTH
+  // ATOMIC ALIGNMENT (44) and ATOMIC TRANSFER LENGTH GRANULARITY (48) 0: no restriction.
   return vpdPage(0xb0, body);
 }
 

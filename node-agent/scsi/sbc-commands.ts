@@ -153,9 +153,15 @@ function readCapacity10(req: ScsiRequest, lu: LogicalUnit): ScsiResponse {
   return good(data);
 }
 
-/** Logical blocks per 4 KiB physical block, as an exponent (READ CAPACITY 16 byte 13). */
-function physicalExponent(lu: LogicalUnit): number {
-  return lu.blockSizeBytes >= 4096 ? 0 : Math.log2(4096 / lu.blockSizeBytes);
+/**
+ * LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT (SBC-4 5.20.2): 0, one logical block per physical
+ * block. A volume file has no physical block of its own (the filesystem's, here and at the peer
+ * site, may differ), and a write of one logical block is never torn against its neighbours. Hosts
+ * still align to 4 KiB from the Block Limits page: OPTIMAL TRANSFER LENGTH GRANULARITY (Linux
+ * io_min) and OPTIMAL UNMAP GRANULARITY with UGAVALID (discard granularity).
+ */
+function physicalExponent(_lu: LogicalUnit): number {
+  return 0;
 }
 
 function readCapacity16(req: ScsiRequest, lu: LogicalUnit): ScsiResponse {

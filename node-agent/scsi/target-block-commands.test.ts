@@ -18,6 +18,7 @@ const caw = (lba: number, blocks: number, flags = 0) => [0x89, flags, ...be(lba,
 const ws10 = (lba: number, blocks: number, flags = 0) => [0x41, flags, ...be(lba, 4), 0, ...be(blocks, 2), 0];
 const ws16 = (lba: number, blocks: number, flags = 0) => [0x93, flags, ...be(lba, 8), ...be(blocks, 4), 0, 0];
 const getLbaStatus = (lba: number, alloc = 4096) => [0x9e, 0x12, ...be(lba, 8), ...be(alloc, 4), 0, 0];
+const writeAtomic = (lba: number, blocks: number, flags = 0, boundary = 0) => [0x9c, flags, ...be(lba, 8), ...be(boundary, 2), ...be(blocks, 2), 0, 0];
 const unmapCdb = (listBytes: number) => [0x42, 0, 0, 0, 0, 0, 0, ...be(listBytes, 2), 0];
 
 function unmapList(extents: Array<[number, number]>, tweak?: (b: Buffer) => void): Buffer {
@@ -114,6 +115,56 @@ test('COMPARE AND WRITE waits for an earlier overlapping WRITE and holds back a 
   t.is((await cw).status, GOOD, 'saw the earlier WRITE');
   t.true((await r).dataIn?.equals(b), 'the READ ran after the first C&W and before the second');
   t.is((await cw2).status, GOOD);
+});
+
+test('WRITE ATOMIC(16) writes the range, with DPO and FUA; 0 blocks is GOOD and writes nothing', async (t) => {
+  const f = await makeFixture(t);
+  const data = pattern(16 * 512, 7);
+  t.is((await f.exec(writeAtomic(40, 16), { dataOut: data })).status, GOOD);
+  t.true((await f.exec(read16(40, 16))).dataIn?.equals(data));
+  const fuaBefore = f.devices[0].fuaWrites;
+  t.is((await f.exec(writeAtomic(40, 16, 0x18), { dataOut: data })).status, GOOD, 'DPO and FUA');
+  t.is(f.devices[0].fuaWrites, fuaBefore + 1, 'FUA reaches the device');
+  const writes = f.devices[0].plainWrites + f.devices[0].fuaWrites;
+  t.is((await f.exec(writeAtomic(0, 0))).status, GOOD);
+  t.is(f.devices[0].plainWrites + f.devices[0].fuaWrites, writes);
+});
+
+test('WRITE ATOMIC(16) refuses: past the end, beyond the maximum atomic length, a boundary, WRPROTECT, a short Data-Out', async (t) => {
+  const f = await makeFixture(t, { luns: [{ sizeBytes: 4 * MiB }] });
+  const last = 4 * MiB / 512;
+  const bl = (await f.exec([0x12, 1, 0xb0, 0, 64, 0])).dataIn!;
+  const atomicMax = bl.readUInt32BE(44);
+  t.true(atomicMax > 0 && atomicMax <= bl.readUInt32BE(8), 'within MAXIMUM TRANSFER LENGTH');
+  const refused = async (cdb: number[], dataOut?: Buffer) => {
+    const r = await f.exec(cdb, { dataOut });
+    return [r.status, r.sk, r.asc, r.field?.byte];
+  };
+  t.deepEqual((await refused(writeAtomic(last - 1, 2), pattern(1024, 1))).slice(0, 3), [CHECK, 0x5, 0x21]);
+  t.deepEqual((await refused(writeAtomic(last + 1, 0))).slice(0, 3), [CHECK, 0x5, 0x21], '0 blocks past the end');
+  t.deepEqual(await refused(writeAtomic(0, atomicMax + 1), Buffer.alloc((atomicMax + 1) * 512)), [CHECK, 0x5, 0x24, 12]);
+  t.deepEqual(await refused(writeAtomic(0, 1, 0, 1), Buffer.alloc(512)), [CHECK, 0x5, 0x24, 11], 'ATOMIC BOUNDARY unsupported');
+  t.deepEqual(await refused(writeAtomic(0, 1, 0x20), Buffer.alloc(512)), [CHECK, 0x5, 0x24, 1], 'WRPROTECT');
+  const before = (await f.exec(read16(0, 2))).dataIn!;
+  t.deepEqual((await refused(writeAtomic(0, 2), Buffer.alloc(512, 9))).slice(0, 2), [CHECK, 0x5], 'short Data-Out');
+  t.true((await f.exec(read16(0, 2))).dataIn!.equals(before), 'nothing of it was written');
+  t.is((await f.exec(writeAtomic(0, atomicMax), { dataOut: Buffer.alloc(atomicMax * 512, 3) })).status, GOOD);
+});
+
+test('WRITE ATOMIC(16) is atomic: a READ racing it sees all old or all new blocks', async (t) => {
+  const f = await makeFixture(t);
+  const blocks = 64;
+  const a = Buffer.alloc(blocks * 512, 0xaa);
+  const b = Buffer.alloc(blocks * 512, 0xbb);
+  await f.exec(write16(0, blocks), { dataOut: a });
+  const ops: Array<Promise<unknown>> = [];
+  const seen: Buffer[] = [];
+  for (let i = 0; i < 100; i++) {
+    ops.push(f.exec(writeAtomic(0, blocks), { dataOut: i % 2 ? a : b }));
+    ops.push(f.exec(read16(0, blocks)).then((r) => void seen.push(r.dataIn!)));
+  }
+  await Promise.all(ops);
+  t.true(seen.every((d) => d.equals(a) || d.equals(b)), 'no READ saw a mix');
 });
 
 test('ORWRITE ORs the Data-Out into the stored blocks', async (t) => {
@@ -390,7 +441,7 @@ test('a LUN reset releases a RESERVE(6)', async (t) => {
 test('every new command is listed by REPORT SUPPORTED OPERATION CODES with its usage data', async (t) => {
   const f = await makeFixture(t);
   const expected: Array<[number, number?]> = [
-    [0x89], [0x8b], [0x41], [0x93], [0x42], [0x9e, 0x12], [0x2e], [0xae], [0x8e], [0xaf], [0x34], [0x90],
+    [0x89], [0x8b], [0x9c], [0x41], [0x93], [0x42], [0x9e, 0x12], [0x2e], [0xae], [0x8e], [0xaf], [0x34], [0x90],
     [0x1b], [0x1e], [0x37], [0xb7], [0x16], [0x17], [0x56], [0x57],
   ];
   for (const [op, sa] of expected) {

@@ -252,7 +252,7 @@ test('READ CAPACITY(10) and (16) report the last LBA and block size', async (t) 
   t.is(r16.dataIn?.length, 32);
   t.is(r16.dataIn?.readBigUInt64BE(0), 6143n);
   t.is(r16.dataIn?.readUInt32BE(8), 512);
-  t.is(r16.dataIn?.[13], 3, '4 KiB physical blocks: 8 logical blocks each');
+  t.is(r16.dataIn?.[13], 0, 'one logical block per physical block (SBC-4 5.20.2; 4 KiB alignment comes from VPD 0xB0)');
   t.is(r16.dataIn![14] & 0xc0, 0xc0, 'LBPME and LBPRZ: thin, deallocated blocks read zeros');
 });
 

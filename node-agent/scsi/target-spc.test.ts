@@ -145,7 +145,10 @@ test('VPD 0xB0 block limits, 0xB1 non-rotating, 0xB2 thin provisioning', async (
   t.is(b0.readUInt16BE(6), 8, 'optimal granularity: 4 KiB of 512-byte blocks');
   t.is(b0.readUInt32BE(8), 16384, 'maximum transfer: 8 MiB');
   t.is(b0[5], 255, 'maximum COMPARE AND WRITE length');
-  t.is(b0.readUInt32BE(20), 2 * 1024 * 1024, 'maximum UNMAP LBA count: 1 GiB');
+  t.is(b0.readUInt32BE(20), 1024 * 1024, 'maximum UNMAP LBA count: 512 MiB, at most 2^20 blocks');
+  t.is(b0.readUInt32BE(32), 0x80000000, 'UGAVALID, unmap granularity alignment 0');
+  t.is(b0.readUInt32BE(44), 2048, 'maximum atomic transfer length: 1 MiB');
+  t.deepEqual([b0.readUInt32BE(48), b0.readUInt32BE(52), b0.readUInt32BE(56), b0.readUInt32BE(60)], [0, 0, 0, 0], 'no atomic alignment, granularity or boundaries');
   t.is(b0.readBigUInt64BE(36), 16384n, 'maximum WRITE SAME length: the maximum transfer, 8 MiB');
   const b1 = (await f.exec(inquiry(255, 1, 0xb1))).dataIn!;
   t.is(b1.readUInt16BE(4), 1);
