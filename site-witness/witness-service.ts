@@ -1,0 +1,79 @@
+// Runs the arbiter for the witness daemon: requests are stepped one at a time on the monotonic
+// clock, every `persist` action is written to the record store before the reply leaves (the
+// arbiter's contract), and malformed requests are refused before they reach the core.
+import type { Logger } from '../common/log.ts';
+import { arbiterStep, restoreArbiter, type ArbiterAction, type ArbiterState, type GroupRegistration } from './arbiter.ts';
+import type { WitnessReply, WitnessRequest } from './arbiter-messages.ts';
+import type { RecordStore } from './record-store.ts';
+
+/** A request that never reaches the arbiter, with the reason for the caller. */
+export class InvalidWitnessRequest extends Error {
+  override name = 'InvalidWitnessRequest';
+}
+
+const nameMax = 223; // an IQN's length bound, ample for cluster, group and site names
+const safe = (n: number): boolean => Number.isSafeInteger(n) && n >= 0;
+
+function checkRequest(r: WitnessRequest): void {
+  const names = [r.key.cluster, r.key.group, r.site];
+  if (names.some((s) => s.length === 0 || s.length > nameMax)) throw new InvalidWitnessRequest('cluster, group and site must be names of 1 to 223 characters');
+  if (![r.epoch, r.seq, r.sentAtMs, r.incarnation].every(safe)) throw new InvalidWitnessRequest('epoch, seq, sent_at_ms and incarnation must be integers below 2^53');
+  if (r.ask.kind === 'handover' && (r.ask.to.length === 0 || r.ask.to.length > nameMax)) throw new InvalidWitnessRequest('handover needs a site to hand over to');
+  if (r.ask.kind === 'secondary-status' && r.ask.lagMs !== null && !safe(r.ask.lagMs)) throw new InvalidWitnessRequest('lag_ms must be an integer below 2^53');
+}
+
+function checkRegistration(g: GroupRegistration): void {
+  const names = [g.key.cluster, g.key.group, ...g.sites, g.preferredSite];
+  if (g.sites.length !== 2 || g.sites[0] === g.sites[1]) throw new InvalidWitnessRequest('a group has exactly two distinct sites');
+  if (names.some((s) => s.length === 0 || s.length > nameMax)) throw new InvalidWitnessRequest('cluster, group and site must be names of 1 to 223 characters');
+  if (!g.sites.includes(g.preferredSite)) throw new InvalidWitnessRequest('the preferred site must be one of the two sites');
+  if (!safe(g.leaseMs) || g.leaseMs === 0 || !safe(g.maxDataLossMs)) throw new InvalidWitnessRequest('lease_ms must be positive and max_data_loss_ms an integer');
+}
+
+export class WitnessService {
+  private state: ArbiterState;
+  /** One step at a time: persists happen in the order the arbiter decided them. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly store: RecordStore,
+    private readonly now: () => number,
+    private readonly log: Logger,
+  ) {
+    this.state = restoreArbiter(store.records(), now());
+  }
+
+  register(g: GroupRegistration): Promise<{ accepted: boolean; refusal?: string }> {
+    checkRegistration(g);
+    return this.serial(async () => {
+      const step = arbiterStep(this.state, { type: 'register', nowMs: this.now(), registration: g });
+      await this.apply(step.state, step.actions);
+      return step.refusal ? { accepted: false, refusal: step.refusal } : { accepted: true };
+    });
+  }
+
+  arbitrate(r: WitnessRequest): Promise<WitnessReply> {
+    checkRequest(r);
+    return this.serial(async () => {
+      const step = arbiterStep(this.state, { type: 'request', nowMs: this.now(), request: r });
+      await this.apply(step.state, step.actions);
+      const reply = step.actions.find((a): a is Extract<ArbiterAction, { type: 'reply' }> => a.type === 'reply');
+      if (!reply) throw new Error('the arbiter answered a request without a reply');
+      return reply.reply;
+    });
+  }
+
+  private async apply(next: ArbiterState, actions: readonly ArbiterAction[]): Promise<void> {
+    for (const a of actions) {
+      if (a.type === 'persist') await this.store.save(a.record);
+      else if (a.type === 'primary-changed') this.log.warn('primary changed', { cluster: a.key.cluster, group: a.key.group, from: a.from, to: a.to, epoch: a.epoch, cause: a.cause });
+    }
+    this.state = next;
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+}
