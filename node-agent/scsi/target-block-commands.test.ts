@@ -209,8 +209,11 @@ test('WRITE SAME longer than MAXIMUM WRITE SAME LENGTH is refused', async (t) =>
 });
 
 const wsRefusals: Array<{ name: string; cdb: number[]; dataBytes: number; expect: [number, number] }> = [
+  // Both sizes, both CDBs: libiscsi's WriteSame*.InvalidDataOutSize run only when LBPPB >= 2.
   { name: 'half a block of Data-Out', cdb: ws10(0, 1, 0x08), dataBytes: 256, expect: [0x05, 0x0e] },
   { name: 'two blocks of Data-Out', cdb: ws16(0, 1, 0x08), dataBytes: 1024, expect: [0x05, 0x0e] },
+  { name: 'half a block of Data-Out (16)', cdb: ws16(0, 1, 0x08), dataBytes: 256, expect: [0x05, 0x0e] },
+  { name: 'two blocks of Data-Out (10)', cdb: ws10(0, 1, 0x08), dataBytes: 1024, expect: [0x05, 0x0e] },
   { name: 'ANCHOR (ANC_SUP is 0)', cdb: ws10(0, 1, 0x18), dataBytes: 512, expect: [0x05, 0x24] },
   { name: 'WRPROTECT', cdb: ws16(0, 1, 0x20), dataBytes: 512, expect: [0x05, 0x24] },
   { name: 'NDOB with a Data-Out block', cdb: ws16(0, 1, 0x09), dataBytes: 512, expect: [0x05, 0x0e] },

@@ -281,7 +281,9 @@ class DiskTarget implements ScsiTarget, TargetContext {
         if (!lu) return 'lun-does-not-exist';
         await this.abortAll(lu);
         lu.reservations.reset();
-        // SAM-5 6.3.3: every I_T nexus, the requester's included, sees the reset.
+        // SAM-5 6.3.3: every I_T nexus, the requester's included, sees the reset (hosts expect it:
+        // Linux sets expecting_cc_ua after its own resets; libiscsi's MultipathIO.Reset asserts it
+        // on the resetting path too).
         this.attentions.establish(lu.lun, Asc.BusDeviceResetFunctionOccurred);
         return 'function-complete';
       }
