@@ -231,3 +231,58 @@ story('epochs survive restarts of every daemon, the witness included', `
   expect alpha secondary epoch 2
   expect beta gate mirrored
 `);
+
+// Found by the simulator (seed 1139220633): a switchover asked while the site still fences the
+// handover its previous incarnation may have left in flight must wait for the witness to confirm
+// the fence; it used to ask for the change at once (changeRequested with confirmSeq pending).
+story('a switchover after a restart waits until the witness has fenced the previous incarnation\'s handover, then completes', `
+  tick 1000
+  partition alpha-witness
+  switchover db
+  tick 300
+  crash alpha
+  restart alpha
+  tick 500
+  expect alpha primary epoch 1
+  expect alpha gate closed
+  switchover db
+  tick 300
+  expect alpha primary epoch 1
+  expect alpha gate closed
+  expect alpha alua transitioning
+  heal alpha-witness
+  tick 500
+  expect witness epoch 2 primary beta up-to-date
+  expect beta primary epoch 2
+  expect alpha secondary epoch 2
+`);
+
+// Found by the simulator (seed 1139220408): a site may learn long after the fact that it was the
+// primary of an epoch the witness has already superseded. It is held to the writes acknowledged
+// before that epoch, not to those the newer primary acknowledged since; and it never serves in it.
+story('a site that learns late of a superseded epoch in which it was primary never serves in it, and loses nothing', `
+  tick 1000
+  write db at alpha as w1
+  tick 10
+  delay witness->beta 2000
+  switchover db
+  partition alpha-beta
+  tick 1500
+  expect witness epoch 3 primary alpha outdated
+  expect alpha primary epoch 3
+  expect alpha gate local
+  write db at alpha -> acked as w2
+  expect beta secondary epoch 1
+  tick 700
+  expect beta primary epoch 2
+  expect beta gate closed
+  expect beta alua unavailable
+  tick 2500
+  expect beta secondary epoch 3
+  delay witness->beta 1
+  heal alpha-beta
+  tick 1500
+  expect beta has w1
+  expect beta has w2
+  expect witness epoch 3 primary alpha up-to-date
+`);

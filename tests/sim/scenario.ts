@@ -3,6 +3,7 @@
 // world's recent trace.
 //   groups db@alpha vm@beta        (before anything else; default: db@alpha)
 //   tick 2000                      partition alpha-beta | alpha->beta     heal [a-b]
+//   delay witness->beta 2000       (every message on that link, or both ways with a-b, takes that long)
 //   crash alpha | restart witness  switchover db [-> REFUSAL]              force db at beta [-> REFUSAL]
 //   write db at alpha [-> acked|pending|refused] [as w1]                   expect beta has w1 | has-all-acked db
 //   expect beta [db] primary|secondary [epoch 2]   expect alpha [db] gate closed|mirrored|local
@@ -82,6 +83,15 @@ function command(world: World, words: string[], writes: Map<string, { id: number
     case 'partition': {
       const { a, b, oneWay } = pair(rest[0]);
       world.partition(a, b, oneWay);
+      return;
+    }
+    case 'delay': {
+      const { a, b, oneWay } = pair(rest[0]);
+      const ms = Number(rest[1]);
+      if (!(ms >= 0)) throw new Error(`bad delay ${rest[1]}`);
+      world.note(`delay ${rest[0]} ${ms} ms`);
+      world.setLink(a, b, { delayMs: [ms, ms] });
+      if (!oneWay) world.setLink(b, a, { delayMs: [ms, ms] });
       return;
     }
     case 'heal':
