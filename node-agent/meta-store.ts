@@ -17,6 +17,8 @@ export interface VolumeRecord {
 export interface GroupRecord {
   epoch: number;
   role: 'primary' | 'secondary';
+  /** At the primary: the secondary may miss acknowledged writes (recorded before any such write completed). */
+  peerOutdated?: { reason: string; since: string };
 }
 
 export interface AgentMeta {

@@ -23,6 +23,11 @@ export function volumeFile(site: Site, group: string, volume: string): string {
   return path.join(site.dataDir, 'volumes', group, `${volume}.vol`);
 }
 
+/** The volume's dirty-region map (mirror/dirty-map-file.ts), beside its file. */
+export function dirtyMapPath(site: Site, group: string, volume: string): string {
+  return path.join(site.dataDir, 'volumes', group, `${volume}.dirty`);
+}
+
 export async function openVolumes(ctx: { topology: Topology; site: Site; meta: MetaStore; log: Logger }): Promise<OpenVolume[]> {
   const { topology: t, site, meta, log } = ctx;
   const opened: OpenVolume[] = [];
