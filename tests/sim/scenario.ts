@@ -2,6 +2,7 @@
 // links. One command a line; `#` starts a comment. A failing line throws with its number and the
 // world's recent trace.
 //   groups db@alpha vm@beta        (before anything else; default: db@alpha)
+//   mirror stall 3000 resync 2000  (before anything else: the mirror model's stallMs, resyncEveryMs)
 //   tick 2000                      partition alpha-beta | alpha->beta     heal [a-b]
 //   delay witness->beta 2000       (every message on that link, or both ways with a-b, takes that long)
 //   crash alpha | restart witness  switchover db [-> REFUSAL]              force db at beta [-> REFUSAL]
@@ -19,8 +20,10 @@ export function runScenario(script: string): World {
   const lines = script.split('\n');
   let world: World | null = null;
   const writes = new Map<string, { id: number; group: string }>();
-  const mk = (groups: { name: string; preferredSite: SiteId }[]): World => {
-    const w = new World(worldOptions(1, { groups, drift: 'none', delayMs: [1, 1] }));
+  let groups: { name: string; preferredSite: SiteId }[] = [{ name: 'db', preferredSite: 'alpha' }];
+  const mirror: { stallMs?: number; resyncEveryMs?: number } = {};
+  const mk = (): World => {
+    const w = new World(worldOptions(1, { groups, drift: 'none', delayMs: [1, 1], ...mirror }));
     w.start();
     return w;
   };
@@ -29,15 +32,24 @@ export function runScenario(script: string): World {
     if (!line) return;
     const words = line.split(/\s+/);
     try {
-      if (words[0] === 'groups') {
-        if (world) throw new Error('groups must come first');
-        world = mk(words.slice(1).map((w) => {
-          const [name, site] = w.split('@');
-          return { name, preferredSite: site as SiteId };
-        }));
+      if (words[0] === 'groups' || words[0] === 'mirror') {
+        if (world) throw new Error(`${words[0]} must come first`);
+        if (words[0] === 'groups') {
+          groups = words.slice(1).map((w) => {
+            const [name, site] = w.split('@');
+            return { name, preferredSite: site as SiteId };
+          });
+        } else {
+          for (let j = 1; j + 1 < words.length; j += 2) {
+            const ms = Number(words[j + 1]);
+            if (words[j] === 'stall') mirror.stallMs = ms;
+            else if (words[j] === 'resync') mirror.resyncEveryMs = ms;
+            else throw new Error(`unknown mirror setting ${words[j]}`);
+          }
+        }
         return;
       }
-      world ??= mk([{ name: 'db', preferredSite: 'alpha' }]);
+      world ??= mk();
       world.note(`> ${line}`);
       command(world, words, writes);
     } catch (e) {

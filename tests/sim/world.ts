@@ -281,6 +281,7 @@ export class World {
       this.stats.writesRefused++;
       return { id: 0, outcome: 'refused' };
     }
+    this.startMirrorEpoch(g);
     const id = this.nextWriteId++;
     g.data.add(id);
     g.unacked.set(id, { sinceT: this.t, clientAcked: gate === 'local' });
@@ -522,15 +523,23 @@ export class World {
    */
   private checkNoLoss(site: SiteId, group: string, gs: GroupAtSite, epoch: number): void {
     const required = this.required.get(group)!;
-    const missing = [...required].filter(([id, e]) => e < epoch && !gs.data.has(id)).map(([id]) => id);
+    const missing = [...required].filter(([id, e]) => e < epoch && !gs.data.has(id));
     if (missing.length === 0) return;
     if (this.forcedEpochs.has(`${group}@${epoch}`)) {
       this.stats.forcedLossWrites += missing.length;
       this.note(`${site}: ${group} forced failover to epoch ${epoch} lost ${missing.length} acknowledged writes (accounted)`);
-      for (const id of missing) required.delete(id);
+      for (const [id] of missing) required.delete(id);
       return;
     }
-    this.violation(`${site} became primary of ${group} at epoch ${epoch} without acknowledged writes ${missing.slice(0, 8).join(',')}${missing.length > 8 ? '...' : ''}`);
+    this.violation(`${site} became primary of ${group} at epoch ${epoch} without acknowledged writes ${listWrites(missing)}`);
+  }
+
+  /** A site that starts to serve a group must hold every acknowledged write, whatever its epoch. */
+  private checkServes(site: SiteId, group: string): void {
+    const gs = this.sites[site].groups.get(group)!;
+    const missing = [...this.required.get(group)!].filter(([id]) => !gs.data.has(id));
+    if (missing.length === 0) return;
+    this.violation(`${site} may serve ${group} at epoch ${gs.role!.persisted.epoch} without acknowledged writes ${listWrites(missing)}`);
   }
 
   // ---- mirror model ----
@@ -574,13 +583,7 @@ export class World {
       if (r.mirrorInSync === null) gs.mirrorReported = null;
       return;
     }
-    if (gs.mirrorEpoch !== r.persisted.epoch) {
-      // New epoch as primary: nothing is known of the secondary's copy; resync everything.
-      gs.mirrorEpoch = r.persisted.epoch;
-      gs.unacked = new Map([...gs.data].map((id) => [id, { sinceT: this.t, clientAcked: false }]));
-      gs.mirrorReported = null;
-      gs.peerConfirmed = false;
-    }
+    this.startMirrorEpoch(gs);
     if ((gs.unacked.size > 0 || !gs.peerConfirmed) && this.t - gs.lastResyncT >= this.opts.resyncEveryMs) {
       gs.lastResyncT = this.t;
       this.send(site, peerOf(site), { t: 'mirror', group, epoch: r.persisted.epoch, ids: [...gs.data], full: true });
@@ -588,17 +591,34 @@ export class World {
     this.reportMirror(site, group);
   }
 
+  /**
+   * New epoch as primary: nothing is known of the secondary's copy; resync everything. Done before
+   * the first write of the epoch is taken (a write may come before the next tick).
+   */
+  private startMirrorEpoch(gs: GroupAtSite): void {
+    const r = gs.role!;
+    if (gs.mirrorEpoch === r.persisted.epoch) return;
+    gs.mirrorEpoch = r.persisted.epoch;
+    gs.unacked = new Map([...gs.data].map((id) => [id, { sinceT: this.t, clientAcked: false }]));
+    gs.mirrorReported = null;
+    gs.peerConfirmed = false;
+  }
+
   private reportMirror(site: SiteId, group: string): void {
     const gs = this.sites[site].groups.get(group)!;
     if (!gs.role || !isPrimary(gs.role) || gs.mirrorEpoch !== gs.role.persisted.epoch) return;
-    let inSync = true;
+    let behind = false;
     for (const u of gs.unacked.values()) {
       if (u.clientAcked || this.t - u.sinceT > this.opts.stallMs) {
-        inSync = false;
+        behind = true;
         break;
       }
     }
-    if (inSync === gs.mirrorReported || (gs.mirrorReported === null && inSync && gs.unacked.size > 0)) return;
+    // In sync only once the secondary has confirmed this epoch's whole data set (what this site held
+    // when the epoch began may be acknowledged writes the secondary lacks); until then, unknown.
+    if (!behind && !gs.peerConfirmed) return;
+    const inSync = !behind;
+    if (inSync === gs.mirrorReported) return;
     gs.mirrorReported = inSync;
     this.stepRole(site, group, { type: 'mirror', nowMs: this.localNow(site), inSync, lagMs: null });
   }
@@ -642,6 +662,7 @@ export class World {
       }
       if (open) this.checkLeaseBasis(open, g.name);
       const was = this.openSite.get(g.name);
+      if (open && open !== was) this.checkServes(open, g.name);
       if (open !== was) this.openSite.set(g.name, open);
     }
   }
@@ -683,6 +704,12 @@ export class World {
     }
     return { ok: true };
   }
+}
+
+/** Write ids with the epoch each was acknowledged in: `54 (epoch 3)`. */
+function listWrites(writes: readonly [number, number][]): string {
+  const shown = writes.slice(0, 8).map(([id, e]) => `${id} (epoch ${e})`).join(', ');
+  return writes.length > 8 ? `${shown}, ... (${writes.length})` : shown;
 }
 
 export function peerOf(site: SiteId): SiteId {
