@@ -167,6 +167,8 @@ export function fixedSense(key: number, asc: number, ascq: number): Buffer {
   s[13] = ascq;
   return s;
 }
+/** A read that returned nothing; shared, never written to. */
+const noData = Buffer.alloc(0);
 const senseAbortedCommand = 0x0b;
 const senseIllegalRequest = 0x05;
 /** ASCQs under ASC 0x4B (DATA PHASE ERROR family, SPC-4 Annex D). */
@@ -639,10 +641,10 @@ export class FullFeatureConnection {
     const bidi = cmd.read && cmd.write;
     let residual: Residual = noResidual;
     let bidiResidual: Residual | undefined;
-    let dataIn: Buffer = Buffer.alloc(0);
+    let dataIn: Buffer = noData;
     if (cmd.read) {
       const expected = bidi ? (cmd.expectedReadLength ?? 0) : cmd.expectedDataLength;
-      const returned = response.dataIn ?? Buffer.alloc(0);
+      const returned = response.dataIn ?? noData;
       dataIn = returned.length > expected ? returned.subarray(0, expected) : returned;
       const r = readResidual(expected, returned.length, bidi ? undefined : response.commandTransferBytes);
       if (bidi) bidiResidual = r;

@@ -21,8 +21,10 @@ export class TaskSet {
     else if (attribute === 'head-of-queue' || this.barrier === undefined) p = this.start(task);
     else p = this.barrier.then(() => this.start(task));
     this.inflight.add(p);
-    const forget = () => void this.inflight.delete(p);
-    p.then(forget, forget);
+    // One unnamed callback for both outcomes: this runs for every READ and WRITE, and a named
+    // closure costs a defineProperty of its name under tsx (esbuild keepNames).
+    const settled = this.inflight.delete.bind(this.inflight, p);
+    p.then(settled, settled);
     return p;
   }
 
