@@ -46,6 +46,7 @@ const sharedParams: Record<string, string> = {
 };
 
 const durability = [
+  'ours runs one site with mirroring off (METRO_MIRROR=0): tgt has no mirror; this compares the targets alone.',
   'Both thin-provisioned sparse files (LBPME: UNMAP, GET LBA STATUS). Durability, both write-back (WCE=1): a WRITE lands in the page cache;',
   '  tgt (rdwr backing store): SYNCHRONIZE CACHE -> fdatasync(2) of the file; FUA -> sync of the range.',
   '  ours (FileBlockDevice):   SYNCHRONIZE CACHE -> fdatasync(2) of the file; FUA -> fdatasync(2).',
@@ -141,7 +142,8 @@ async function main(): Promise<void> {
   let agent: AgentTarget | undefined;
   let tgt: TgtTarget | undefined;
   try {
-    const env: Record<string, string> = {};
+    // Mirroring off: tgt has none, and the peer site is not started; this measures the target itself.
+    const env: Record<string, string> = { METRO_MIRROR: '0' };
     if (opts.threads !== undefined) env.UV_THREADPOOL_SIZE = String(opts.threads);
     const nodeArgs: string[] = [];
     if (opts.cpuProf !== undefined) {
