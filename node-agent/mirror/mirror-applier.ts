@@ -112,7 +112,9 @@ export class MirrorApplier {
 
   private async onBatch(b: { epoch: string; entries: Array<Record<string, any>> }): Promise<ApplierFault | undefined> {
     const epoch = Number(b.epoch);
-    if (epoch !== this.epoch || !this.welcomed) return this.refuseEpoch(epoch);
+    if (epoch < this.epoch) return this.refuseEpoch(epoch);
+    // A newer epoch arrives only with a welcome: anything else is a protocol fault (reconnect).
+    if (epoch > this.epoch || !this.welcomed) return { kind: 'bad-entry', seq: 0, message: `batch of epoch ${epoch} before a welcome of that epoch` };
     let durableWanted = false;
     for (const e of b.entries) {
       const seq = Number(e.seq);
