@@ -115,42 +115,58 @@ export class MirrorApplier {
     if (epoch < this.epoch) return this.refuseEpoch(epoch);
     // A newer epoch arrives only with a welcome: anything else is a protocol fault (reconnect).
     if (epoch > this.epoch || !this.welcomed) return { kind: 'bad-entry', seq: 0, message: `batch of epoch ${epoch} before a welcome of that epoch` };
-    let durableWanted = false;
+    // The whole batch is checked before any of it is applied: a bad entry leaves the volume untouched.
+    let expected = this.expectedSeq;
     for (const e of b.entries) {
       const seq = Number(e.seq);
-      if (seq !== this.expectedSeq) return { kind: 'out-of-order', expectedSeq: this.expectedSeq, seq };
-      const fault = await this.apply(e, seq);
+      if (seq !== expected) return { kind: 'out-of-order', expectedSeq: expected, seq };
+      const fault = this.check(e, seq);
       if (fault) return fault;
-      if (e.kind === 'flush' || (e.kind === 'write' && e.write.fua)) durableWanted = true;
-      this.appliedSeq = seq;
-      this.expectedSeq = seq + 1;
+      expected++;
     }
+    let durableWanted = false;
+    // Writes run concurrently while their ranges do not overlap; anything else waits for them (order).
+    let run: Array<{ volume: number; start: number; end: number }> = [];
+    let running: Promise<void>[] = [];
+    for (const e of b.entries) {
+      const r = e.kind === 'write' ? { volume: e.write.volume, start: Number(e.write.offset_bytes), end: Number(e.write.offset_bytes) + e.write.data.length } : undefined;
+      if (!r || run.some((x) => x.volume === r.volume && x.start < r.end && r.start < x.end)) {
+        await Promise.all(running);
+        run = [];
+        running = [];
+      }
+      if (r) {
+        run.push(r);
+        running.push(this.o.devices[r.volume].write(r.start, e.write.data));
+        this.unsyncedBytes += e.write.data.length;
+        if (e.write.fua) durableWanted = true;
+      } else {
+        await this.apply(e);
+        if (e.kind === 'flush') durableWanted = true;
+      }
+    }
+    await Promise.all(running);
+    this.appliedSeq = expected - 1;
+    this.expectedSeq = expected;
     if (durableWanted || this.unsyncedBytes > unsyncedBytesMax) await this.sync();
     this.sendAck();
     return undefined;
   }
 
-  private async apply(e: Record<string, any>, seq: number): Promise<ApplierFault | undefined> {
+  /** Refusals of one entry, before anything of its batch is applied. */
+  private check(e: Record<string, any>, seq: number): ApplierFault | undefined {
     switch (e.kind) {
       case 'write': {
         const w = e.write as { volume: number; offset_bytes: string; data: Buffer; crc32c: number };
         const dev = this.o.devices[w.volume];
-        const offset = Number(w.offset_bytes);
-        if (!dev || offset + w.data.length > dev.sizeBytes) return { kind: 'bad-entry', seq, message: `write outside volume ${w.volume}` };
+        if (!dev || Number(w.offset_bytes) + w.data.length > dev.sizeBytes) return { kind: 'bad-entry', seq, message: `write outside volume ${w.volume}` };
         if (crc32c(w.data) !== w.crc32c) return { kind: 'crc-mismatch', seq, volume: w.volume };
-        await dev.write(offset, w.data);
-        this.unsyncedBytes += w.data.length;
         return undefined;
       }
       case 'deallocate': {
         const d = e.deallocate as { volume: number; offset_bytes: string; length_bytes: string };
         const dev = this.o.devices[d.volume];
-        const offset = Number(d.offset_bytes);
-        const length = Number(d.length_bytes);
-        if (!dev || offset + length > dev.sizeBytes) return { kind: 'bad-entry', seq, message: `deallocate outside volume ${d.volume}` };
-        if (dev.deallocate) await dev.deallocate(offset, length);
-        else for (let at = offset; at < offset + length; at += 1 << 20) await dev.write(at, Buffer.alloc(Math.min(1 << 20, offset + length - at)));
-        this.unsyncedBytes += 1;
+        if (!dev || Number(d.offset_bytes) + Number(d.length_bytes) > dev.sizeBytes) return { kind: 'bad-entry', seq, message: `deallocate outside volume ${d.volume}` };
         return undefined;
       }
       case 'flush':
@@ -159,6 +175,17 @@ export class MirrorApplier {
         // State records and resync entries come with the steps that produce them.
         return { kind: 'bad-entry', seq, message: `entry kind ${e.kind} not handled yet` };
     }
+  }
+
+  /** Deallocations (flushes only mark the batch durable). */
+  private async apply(e: Record<string, any>): Promise<void> {
+    if (e.kind !== 'deallocate') return;
+    const dev = this.o.devices[e.deallocate.volume];
+    const offset = Number(e.deallocate.offset_bytes);
+    const length = Number(e.deallocate.length_bytes);
+    if (dev.deallocate) await dev.deallocate(offset, length);
+    else for (let at = offset; at < offset + length; at += 1 << 20) await dev.write(at, Buffer.alloc(Math.min(1 << 20, offset + length - at)));
+    this.unsyncedBytes += 1;
   }
 
   private async onHeartbeat(h: Record<string, string>): Promise<undefined> {
