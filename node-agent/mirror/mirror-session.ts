@@ -312,7 +312,8 @@ export class MirrorSession {
     const space = this.spaceWaiters;
     this.spaceWaiters = [];
     for (const w of space) w();
-    this.pump();
+    // Coalesced with the writes of this turn: fewer, larger batches.
+    this.schedulePump();
   }
 
   private settleEntries(entries: WindowEntry<Pending>[]): void {
@@ -442,6 +443,7 @@ export class MirrorSession {
 
   close(): void {
     clearInterval(this.timer);
+    this.ctx.log.info('mirror session closing', { group: this.ctx.group, ...this.status() });
     if (this.stream) {
       const call = this.stream;
       this.stream = undefined;
