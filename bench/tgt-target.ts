@@ -18,8 +18,6 @@ export interface TgtTarget {
   readonly params: Record<string, string>;
   /** What tgtd logged at start (backing store threads, etc.). */
   log(): string;
-  /** Negotiated parameters of the session open now (tgtadm --mode conn), if any. */
-  sessionParams(): Record<string, string> | undefined;
   stop(): Promise<void>;
 }
 
@@ -114,13 +112,6 @@ export async function startTgt(opts: TgtOptions): Promise<TgtTarget> {
       controlPort,
       params,
       log: () => fs.readFileSync(logFile, 'utf8'),
-      sessionParams: () => {
-        const show = tgtadm(controlPort, ['--mode', 'target', '--op', 'show']).out;
-        const sid = show.match(/I_T nexus:\s*(\d+)/)?.[1];
-        if (sid === undefined) return undefined;
-        const conn = tgtadm(controlPort, ['--mode', 'conn', '--op', 'show', '--tid', '1', '--sid', sid, '--cid', '0']);
-        return conn.ok ? parseParams(conn.out) : undefined;
-      },
       stop,
     };
   } catch (err) {
