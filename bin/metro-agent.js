@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Entry point of `metro-agent`: loads the TypeScript sources through tsx's ESM hooks, then runs node-agent/main.ts.
+// The ES module half of `metro-agent` (bin/metro-agent.cjs sizes libuv's pool first, then loads
+// this): registers tsx's ESM hooks for the TypeScript sources, then runs node-agent/main.ts.
 import { register } from 'tsx/esm/api';
 
 register();

@@ -68,7 +68,7 @@ test('a CHAP secret file readable by others is refused at start with the reason'
   const { dir, file } = await makeTopology({ access, files: { 'secrets/host1': `${hostSecret}\n`, 'secrets/target': `${targetSecret}\n` } });
   try {
     await fs.chmod(path.join(dir, 'secrets/host1'), 0o644);
-    const r = spawnSync(process.execPath, [path.join(repoRoot, 'bin', 'metro-agent.js'), '-f', file, '--site', 'alpha'], { encoding: 'utf8', timeout: 30_000 });
+    const r = spawnSync(process.execPath, [path.join(repoRoot, 'bin', 'metro-agent.cjs'), '-f', file, '--site', 'alpha'], { encoding: 'utf8', timeout: 30_000 });
     t.is(r.status, 1, r.stderr);
     t.regex(r.stderr, /secrets\/host1 is accessible by group or others \(mode 644\); run chmod 600/);
     t.false(r.stderr.includes(hostSecret), 'the secret itself is never printed');
