@@ -36,35 +36,39 @@ test.serial('ABORT TASK and LUN RESET among outstanding WRITEs: no answer after 
   for (let i = 0; i < writes; i++) t.is((await s.write10(0, lba(i), oldData[i])).status, 0);
 
   // Every WRITE outstanding at once; each remembers when (and whether) it was answered.
-  const answered: Array<{ result: ScsiResult; at: number } | undefined> = new Array(writes).fill(undefined);
+  const answered: Array<{ result: ScsiResult } | undefined> = new Array(writes).fill(undefined);
   const refs = [];
   for (let i = 0; i < writes; i++) {
     refs.push(s.nextTask());
     s.write10(0, lba(i), newData[i]).then(
-      (result) => { answered[i] = { result, at: performance.now() }; },
+      (result) => { answered[i] = { result }; },
       () => undefined, // no answer within the initiator's timeout: the task was aborted
     );
   }
   const aborted = [writes / 2, writes / 2 + 3, writes - 1];
   const abortCodes: number[] = [];
-  for (const i of aborted) abortCodes.push(await s.taskManagement(1, 0, refs[i]));
-  const abortsAnsweredAt = performance.now();
+  const abortsAnsweredAt: number[] = [];
+  for (const i of aborted) {
+    abortCodes.push(await s.taskManagement(1, 0, refs[i]));
+    abortsAnsweredAt.push(s.lastTmfArrival);
+  }
   const reset = await s.taskManagement(5, 0);
-  const resetAnsweredAt = performance.now();
+  const resetAnsweredAt = s.lastTmfArrival;
   t.is(reset, functionComplete, 'LUN RESET: function complete');
-  const unansweredAtReset = answered.map((a) => a === undefined);
   await new Promise((r) => setTimeout(r, 2_000));
+  // Answered before the reset response arrived (receive order on the connection, not callback time).
+  const unansweredAtReset = answered.map((a) => a === undefined || a.result.arrival > resetAnsweredAt);
 
   aborted.forEach((i, k) => {
     if (abortCodes[k] === functionComplete) t.is(answered[i], undefined, `write ${i}: aborted, never answered`);
     else {
       t.is(abortCodes[k], taskDoesNotExist, `write ${i}: ABORT TASK either completes or finds no task`);
-      t.true(answered[i] !== undefined && answered[i]!.at <= abortsAnsweredAt, `write ${i}: finished before its abort was answered`);
+      t.true(answered[i] !== undefined && answered[i]!.result.arrival < abortsAnsweredAt[k], `write ${i}: finished before its abort was answered`);
     }
   });
   for (let i = 0; i < writes; i++) {
     if (unansweredAtReset[i]) t.is(answered[i], undefined, `write ${i}: unanswered at the LUN RESET, never answered after`);
-    else t.true(answered[i]!.at <= resetAnsweredAt && answered[i]!.result.status === 0, `write ${i}: GOOD before the reset`);
+    else t.true(answered[i]!.result.arrival < resetAnsweredAt && answered[i]!.result.status === 0, `write ${i}: GOOD before the reset`);
   }
   t.log(`${answered.filter(Boolean).length} of ${writes} writes completed; ABORT TASK codes ${abortCodes.join(',')}`);
 

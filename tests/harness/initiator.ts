@@ -10,7 +10,8 @@ export const Op = {
   dataIn: 0x25, logoutResponse: 0x26, r2t: 0x31, asyncMessage: 0x32, reject: 0x3f,
 } as const;
 
-export interface Pdu { bhs: Buffer; data: Buffer }
+/** `arrival`: the order in which the test initiator received the PDU (set by TestSession). */
+export interface Pdu { bhs: Buffer; data: Buffer; arrival?: number }
 
 const pad4 = (n: number): number => (n + 3) & ~3;
 
@@ -142,7 +143,8 @@ export class PduReader {
   }
 }
 
-export interface ScsiResult { status: number; data: Buffer; sense: Buffer; residual: number }
+/** `arrival`: receive order of the final response PDU, comparable with `lastTmfArrival`. */
+export interface ScsiResult { status: number; data: Buffer; sense: Buffer; residual: number; arrival: number }
 
 /** A well-behaved full-feature session: login without CHAP, SCSI commands with R2T handling. */
 export class TestSession {
@@ -177,7 +179,14 @@ export class TestSession {
     });
   }
 
+  /** Receive order of PDUs: promise continuations run in an order of their own, so tests that ask
+   *  "answered before that?" compare this, not the time a continuation ran. */
+  private arrivals = 0;
+  /** Receive order of the last Task Management Function Response. */
+  lastTmfArrival = 0;
+
   private dispatch(p: Pdu): void {
+    p.arrival = ++this.arrivals;
     const op = p.bhs[0] & 0x3f;
     const itt = p.bhs.readUInt32BE(16);
     if (op === Op.nopIn && itt === 0xffffffff) {
@@ -196,7 +205,7 @@ export class TestSession {
       if (!(p.bhs[1] & 0x01)) return;
     }
     const w = this.waiters.get(itt);
-    if (w) { this.waiters.delete(itt); w({ bhs: Buffer.from(p.bhs), data: Buffer.from(p.data) }); } else this.pending.push(p);
+    if (w) { this.waiters.delete(itt); w({ bhs: Buffer.from(p.bhs), data: Buffer.from(p.data), arrival: p.arrival }); } else this.pending.push(p);
   }
 
   private expect(itt: number, timeoutMs = 10_000): Promise<Pdu> {
@@ -263,10 +272,10 @@ export class TestSession {
     const op = p.bhs[0] & 0x3f;
     const data = Buffer.concat(this.dataIn.get(itt) ?? []);
     this.dataIn.delete(itt);
-    if (op === Op.dataIn) return { status: p.bhs[3], data, sense: Buffer.alloc(0), residual: p.bhs.readUInt32BE(44) };
+    if (op === Op.dataIn) return { status: p.bhs[3], data, sense: Buffer.alloc(0), residual: p.bhs.readUInt32BE(44), arrival: p.arrival ?? 0 };
     if (op !== Op.scsiResponse) throw new Error(`unexpected PDU opcode 0x${op.toString(16)} for ITT ${itt}`);
     const senseLen = p.data.length >= 2 ? p.data.readUInt16BE(0) : 0;
-    return { status: p.bhs[3], data, sense: p.data.subarray(2, 2 + senseLen), residual: p.bhs.readUInt32BE(44) };
+    return { status: p.bhs[3], data, sense: p.data.subarray(2, 2 + senseLen), residual: p.bhs.readUInt32BE(44), arrival: p.arrival ?? 0 };
   }
 
   async read10(lun: number, lba: number, blocks: number): Promise<ScsiResult> {
@@ -315,6 +324,7 @@ export class TestSession {
     this.socket.write(taskMgmt({ fn, lun, itt, rtt: ref.itt, cmdSN: this.cmdSN, expStatSN: this.expStatSN, refCmdSN: ref.cmdSN }));
     const r = await p;
     if ((r.bhs[0] & 0x3f) !== Op.taskMgmtResponse) throw new Error('no Task Management Function Response');
+    this.lastTmfArrival = r.arrival ?? 0;
     return r.bhs[2];
   }
 
