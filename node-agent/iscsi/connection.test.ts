@@ -149,6 +149,8 @@ test('a write: immediate data, an unsolicited burst, then R2Ts within MaxBurstLe
   send(dataOutPdu({ itt: 9, ttt: r2ts[0].ttt, offset: 40960, data: data.subarray(40960), final: true }));
   t.is(io.executed.length, 1);
   t.true(io.executed[0].req.dataOut?.equals(data));
+  const parts = io.executed[0].req.dataOutParts;
+  t.true(parts !== undefined && parts.length > 1 && Buffer.concat(parts).equals(data), 'the pieces, in offset order, for WRITE');
   conn.complete(io.executed[0].serial, { status: ScsiStatus.Good, commandTransferBytes: 50000 });
   const [resp] = io.take();
   t.is(resp.opcode, Op.ScsiResponse);

@@ -605,7 +605,7 @@ export class FullFeatureConnection {
     }
     const cmd = task.cmd;
     task.abort = new AbortController();
-    const req: ScsiRequest = {
+    const base = {
       nexus: this.nexus,
       lun: cmd.lun,
       cdb: cmd.cdb,
@@ -613,9 +613,24 @@ export class FullFeatureConnection {
       attribute: cmd.attribute,
       expectedDataLength: cmd.expectedDataLength,
       expectedReadLength: cmd.expectedReadLength,
-      dataOut: cmd.write ? assemble(task) : undefined,
       signal: task.abort.signal,
     };
+    const parts = cmd.write ? orderedParts(task) : undefined;
+    let req: ScsiRequest;
+    if (parts === undefined) req = { ...base, dataOut: cmd.write ? assemble(task) : undefined };
+    else if (parts.length === 1) req = { ...base, dataOut: parts[0] };
+    else {
+      // Several pieces: WRITE takes them as they are (dataOutParts); any other command that reads
+      // dataOut gets them joined, once, on first access.
+      let joined: Buffer | undefined;
+      req = {
+        ...base,
+        dataOutParts: parts,
+        get dataOut(): Buffer {
+          return (joined ??= Buffer.concat(parts, cmd.expectedDataLength));
+        },
+      };
+    }
     this.io.execute(task.serial, req);
   }
 
@@ -971,6 +986,22 @@ export class FullFeatureConnection {
     this.nextTag = this.nextTag >= 0xfffffffe ? 1 : this.nextTag + 1;
     return tag;
   }
+}
+
+/** The Data-Out pieces in buffer-offset order when they cover the transfer exactly and back to
+ *  back (no copy); undefined when they do not (assemble() then places them by offset). */
+function orderedParts(task: Task): Buffer[] | undefined {
+  const edtl = task.cmd.expectedDataLength;
+  const pieces = task.pieces.length > 1 ? [...task.pieces].sort((a, b) => a.offset - b.offset) : task.pieces;
+  if (pieces.length === 0) return undefined;
+  const parts: Buffer[] = [];
+  let at = 0;
+  for (const piece of pieces) {
+    if (piece.offset !== at) return undefined;
+    if (piece.data.length > 0) parts.push(piece.data);
+    at += piece.data.length;
+  }
+  return at === edtl && parts.length > 0 ? parts : undefined;
 }
 
 /** One buffer of every Data-Out byte, in offset order (one piece is passed through uncopied). */

@@ -1,6 +1,7 @@
 // Block commands for a direct access device (SBC-3 5): READ CAPACITY, READ and WRITE 6/10/12/16,
 // VERIFY 10/16, SYNCHRONIZE CACHE 10/16. The READ/WRITE path is kept short: decode, range check,
-// one BlockDevice call on a view of the Data-Out buffer, no copies.
+// one BlockDevice call on a view of the Data-Out buffer (or, for Data-Out received in several PDUs,
+// on the pieces through writev when the device has it), no copies.
 import { u16, u32, u64, usage } from './cdb.ts';
 import type { CommandSpec, LogicalUnit } from './command-table.ts';
 import { allocated } from './spc-commands.ts';
@@ -61,12 +62,17 @@ export function write(l: Layout) {
     if (outOfRange(lu, lba, blocks)) return lbaOutOfRange(bytes);
     if (blocks > lu.transferMaxBlocks) return invalidFieldInCdb(l.lengthAt);
     if (blocks === 0) return good(undefined, 0);
+    const fua = l.lbaBytes !== 3 && (cdb[1] & 0x08) !== 0;
+    const device = lu.device;
+    if (req.dataOutParts !== undefined && device.writev !== undefined) {
+      const parts = partsToWrite(req.dataOutParts, bytes, lu.blockSizeBytes);
+      if (parts === undefined) return illegalRequest(Asc.InvalidFieldInCommandInformationUnit, bytes);
+      if (parts.length > 0) await device.writev(lba * lu.blockSizeBytes, parts, fua ? fuaOn : undefined);
+      return good(undefined, bytes);
+    }
     const data = dataToWrite(req.dataOut, bytes, lu.blockSizeBytes);
     if (data === undefined) return illegalRequest(Asc.InvalidFieldInCommandInformationUnit, bytes);
-    if (data.length > 0) {
-      const fua = l.lbaBytes !== 3 && (cdb[1] & 0x08) !== 0;
-      await lu.device.write(lba * lu.blockSizeBytes, data, fua ? fuaOn : undefined);
-    }
+    if (data.length > 0) await device.write(lba * lu.blockSizeBytes, data, fua ? fuaOn : undefined);
     // commandTransferBytes stays the CDB's length, so a short Data-Out shows as an overflow residual.
     return good(undefined, bytes);
   };
@@ -86,6 +92,22 @@ function dataToWrite(received: Buffer | undefined, bytes: number, blockSizeBytes
   return received ?? emptyBuffer;
 }
 const emptyBuffer = Buffer.alloc(0);
+
+/** dataToWrite for Data-Out in pieces: the leading pieces holding the bytes to store (the last one
+ *  cut short where the CDB's length ends), [] for none, undefined = refuse. */
+function partsToWrite(received: readonly Buffer[], bytes: number, blockSizeBytes: number): readonly Buffer[] | undefined {
+  let have = 0;
+  for (const part of received) have += part.length;
+  if (have < bytes) return have % blockSizeBytes === 0 ? received : undefined;
+  if (have === bytes) return received;
+  const out: Buffer[] = [];
+  for (let i = 0, left = bytes; left > 0; i++) {
+    const part = received[i];
+    out.push(part.length <= left ? part : part.subarray(0, left));
+    left -= part.length;
+  }
+  return out;
+}
 
 /** SBC-3 5.29/5.31: BYTCHK 00b checks the range only; 01b compares Data-Out; 11b compares one block with each. */
 export function verify(l: Layout) {

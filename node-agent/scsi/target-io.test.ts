@@ -193,6 +193,24 @@ test('Data-Out longer than the CDB asks: only the CDB transfer length is written
   t.true((await f.exec(rw('read', 10, 10, 2))).dataIn?.equals(Buffer.concat([Buffer.alloc(512, 0x62), Buffer.alloc(512)])));
 });
 
+test('Data-Out in pieces is written through writev; more than the CDB asks is cut, a partial block refused', async (t) => {
+  const f = await makeFixture(t);
+  const parts = [Buffer.alloc(700, 0x61), Buffer.alloc(300, 0x62), Buffer.alloc(1560, 0x63)];
+  const whole = Buffer.concat(parts);
+  const r = await f.exec(rw('write', 10, 20, 5), { dataOutParts: parts });
+  t.is(r.status, GOOD);
+  t.is(f.devices[0].vectoredWrites, 1);
+  t.true((await f.exec(rw('read', 10, 20, 5))).dataIn?.equals(whole));
+  // The CDB asks for 2 blocks: 700 + 300 bytes of the first two pieces and 24 of the third, with FUA.
+  const cut = await f.exec(rw('write', 10, 40, 2, 0x08), { dataOutParts: parts });
+  t.is(cut.status, GOOD);
+  t.is(f.devices[0].fuaWrites, 1);
+  t.true((await f.exec(rw('read', 10, 40, 3))).dataIn?.equals(Buffer.concat([whole.subarray(0, 1024), Buffer.alloc(512)])));
+  const partial = await f.exec(rw('write', 10, 60, 4), { dataOutParts: [Buffer.alloc(700), Buffer.alloc(300)] });
+  t.deepEqual([partial.status, partial.sk, partial.asc, partial.ascq], [CHECK, 0x5, 0x0e, 0x03]);
+  t.is(f.devices[0].vectoredWrites, 2);
+});
+
 test('VERIFY with BYTCHK 0 checks the range only', async (t) => {
   const f = await makeFixture(t);
   const r10 = await f.exec([0x2f, 0, ...be(100, 4), 0, 0, 8, 0]);

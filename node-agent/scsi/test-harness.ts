@@ -47,6 +47,15 @@ export class RecordingDevice implements BlockDevice {
     else this.plainWrites++;
     return this.inner.write(offsetBytes, data, opts);
   }
+  vectoredWrites = 0;
+  async writev(offsetBytes: number, parts: readonly Buffer[], opts?: { fua?: boolean }): Promise<void> {
+    this.fail();
+    if (opts?.fua) this.fuaWrites++;
+    else this.plainWrites++;
+    this.vectoredWrites++;
+    if (this.inner.writev) return this.inner.writev(offsetBytes, parts, opts);
+    return this.inner.write(offsetBytes, Buffer.concat(parts), opts);
+  }
   async flush(): Promise<void> {
     this.fail();
     this.flushes++;
@@ -75,6 +84,8 @@ export interface ExecOptions {
   lun?: number;
   who?: Nexus;
   dataOut?: Buffer;
+  /** Data-Out as several pieces (as the transport passes multi-PDU transfers); dataOut is their join. */
+  dataOutParts?: Buffer[];
   attribute?: TaskAttribute;
   signal?: AbortSignal;
 }
@@ -139,14 +150,16 @@ export async function makeFixture(
   const host1 = nexus('iqn.2026-11.org.example:host1');
   const exec = async (bytes: number[] | Buffer, o: ExecOptions = {}): Promise<Result> => {
     const c = Buffer.isBuffer(bytes) ? bytes : cdb(...bytes);
+    const dataOut = o.dataOutParts ? Buffer.concat(o.dataOutParts) : o.dataOut;
     const r = await target.execute({
       nexus: o.who ?? host1,
       lun: o.lun ?? 0,
       cdb: c,
       taskTag: 1,
       attribute: o.attribute ?? 'simple',
-      expectedDataLength: o.dataOut?.length ?? 0,
-      dataOut: o.dataOut,
+      expectedDataLength: dataOut?.length ?? 0,
+      dataOut,
+      dataOutParts: o.dataOutParts,
       signal: o.signal,
     });
     return decorate(r);

@@ -1,6 +1,7 @@
 // The contract between the iSCSI transport and the SCSI layer (SAM-5 model): the transport
-// delivers whole commands in CmdSN order with every Data-Out byte collected; the SCSI layer never
-// sees a socket or a PDU, the transport never parses a CDB.
+// delivers whole commands in CmdSN order with every Data-Out byte collected (one buffer, and for
+// multi-PDU transfers also the received pieces, which WRITE stores without joining); the SCSI layer
+// never sees a socket or a PDU, the transport never parses a CDB.
 
 /** One I_T nexus: an initiator port (name + ISID) logged in to a target through one portal group. */
 export interface Nexus {
@@ -38,6 +39,9 @@ export interface ScsiRequest {
   readonly expectedReadLength?: number;
   /** Every Data-Out byte the initiator sent for this command (length <= expectedDataLength). */
   readonly dataOut?: Buffer;
+  /** The same bytes as the Data-Out pieces the transport received, in order, when there were
+   *  several: WRITE stores them without joining. dataOut is then joined on first access. */
+  readonly dataOutParts?: readonly Buffer[];
   /** Set by the transport when the task is aborted; long operations may check it. */
   readonly signal?: AbortSignal;
 }

@@ -8,6 +8,9 @@ export interface BlockDevice {
   read(offsetBytes: number, lengthBytes: number): Promise<Buffer>;
   /** Writes data; with fua the data is durable (fdatasync) before the promise resolves. */
   write(offsetBytes: number, data: Buffer, opts?: { fua?: boolean }): Promise<void>;
+  /** Optional: writes parts back to back from offsetBytes, as write() would their concatenation,
+   *  without joining them first. Devices without it get one joined buffer through write(). */
+  writev?(offsetBytes: number, parts: readonly Buffer[], opts?: { fua?: boolean }): Promise<void>;
   /** Makes every completed write durable (fdatasync). */
   flush(): Promise<void>;
   /**

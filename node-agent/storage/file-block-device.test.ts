@@ -113,3 +113,16 @@ test('deallocate: the range reads zeros, a large range gives its space back, nei
   t.is((await stat(path)).size, 8 * MiB, 'the file keeps its size');
   await dev.close();
 });
+
+test('writev stores its parts back to back, also more parts than one pwritev(2) takes, and with FUA', async (t) => {
+  const path = join(await tempDir(t), 'vol');
+  const dev = await openFileBlockDevice({ path, sizeBytes: 8 * MiB });
+  const parts = Array.from({ length: 2500 }, (_, i) => Buffer.alloc(1 + (i % 7) * 100, i & 0xff));
+  const whole = Buffer.concat(parts);
+  await dev.writev(3 * 512, parts);
+  t.deepEqual(await dev.read(3 * 512, whole.length), whole);
+  await dev.writev(MiB, [Buffer.alloc(512, 1), Buffer.alloc(1024, 2)], { fua: true });
+  t.deepEqual(await dev.read(MiB, 1536), Buffer.concat([Buffer.alloc(512, 1), Buffer.alloc(1024, 2)]));
+  await t.throwsAsync(dev.writev(8 * MiB - 512, [Buffer.alloc(512), Buffer.alloc(1)]));
+  await dev.close();
+});
