@@ -161,14 +161,19 @@ function synchronizeCache(l: Layout) {
   };
 }
 
+/** SBC-3 5.15/5.16: with PMI 0 the LBA field must be 0; with PMI 1 it must lie on the medium.
+ *  Returns the refusal, or undefined when the CDB is acceptable. */
+function capacityCdbRefusal(lu: LogicalUnit, pmi: boolean, lba: number): ScsiResponse | undefined {
+  if (!pmi && lba !== 0) return invalidFieldInCdb(2);
+  if (pmi && lba > lu.blockCount - 1) return lbaOutOfRange();
+  return undefined;
+}
+
 function readCapacity10(req: ScsiRequest, lu: LogicalUnit): ScsiResponse {
   const cdb = req.cdb;
-  const pmi = (cdb[8] & 0x01) !== 0;
-  const lba = u32(cdb, 2);
+  const refusal = capacityCdbRefusal(lu, (cdb[8] & 0x01) !== 0, u32(cdb, 2));
+  if (refusal) return refusal;
   const lastLba = lu.blockCount - 1;
-  // SBC-3 5.15: with PMI 0 the LBA field must be 0.
-  if (!pmi && lba !== 0) return invalidFieldInCdb(2);
-  if (pmi && lba > lastLba) return lbaOutOfRange();
   const data = Buffer.alloc(8);
   data.writeUInt32BE(lastLba > 0xfffffffe ? 0xffffffff : lastLba, 0);
   data.writeUInt32BE(lu.blockSizeBytes, 4);
@@ -182,21 +187,17 @@ function readCapacity10(req: ScsiRequest, lu: LogicalUnit): ScsiResponse {
  * still align to 4 KiB from the Block Limits page: OPTIMAL TRANSFER LENGTH GRANULARITY (Linux
  * io_min) and OPTIMAL UNMAP GRANULARITY with UGAVALID (discard granularity).
  */
-function physicalExponent(_lu: LogicalUnit): number {
-  return 0;
-}
+const physicalBlockExponent = 0;
 
 function readCapacity16(req: ScsiRequest, lu: LogicalUnit): ScsiResponse {
   const cdb = req.cdb;
-  const pmi = (cdb[14] & 0x01) !== 0;
-  const lba = u64(cdb, 2);
+  const refusal = capacityCdbRefusal(lu, (cdb[14] & 0x01) !== 0, u64(cdb, 2));
+  if (refusal) return refusal;
   const lastLba = lu.blockCount - 1;
-  if (!pmi && lba !== 0) return invalidFieldInCdb(2);
-  if (pmi && lba > lastLba) return lbaOutOfRange();
   const data = Buffer.alloc(32);
   data.writeBigUInt64BE(BigInt(lastLba), 0);
   data.writeUInt32BE(lu.blockSizeBytes, 8);
-  data[13] = physicalExponent(lu);
+  data[13] = physicalBlockExponent;
   // bytes 14-15: LBPME and LBPRZ (thin; deallocated blocks read zeros: thin-provisioning.ts), LOWEST ALIGNED LBA 0.
   data[14] = 0x80 | 0x40;
   return allocated(data, u32(cdb, 10));
