@@ -33,12 +33,11 @@ function answer<T extends object>(cb: Callback, work: () => Promise<T>, log: { e
   work().then(
     (reply) => cb(null, reply),
     (err: unknown) => {
-      if (err instanceof InvalidWitnessRequest) {
-        cb({ code: grpc.status.INVALID_ARGUMENT, details: err.message, name: err.name, message: err.message, metadata: new grpc.Metadata() });
-        return;
-      }
+      const fail = (code: grpc.status, details: string): void =>
+        cb({ code, details, name: 'WitnessRefusal', message: details, metadata: new grpc.Metadata() });
+      if (err instanceof InvalidWitnessRequest) return fail(grpc.status.INVALID_ARGUMENT, err.message);
       log.error('arbitration failed', { error: err instanceof Error ? err.message : String(err) });
-      cb({ code: grpc.status.INTERNAL, details: 'the witness could not record the decision', name: 'Error', message: 'internal', metadata: new grpc.Metadata() });
+      fail(grpc.status.INTERNAL, 'the witness could not record the decision');
     },
   );
 }
