@@ -28,7 +28,7 @@ function config(over: Partial<LoginConfig> = {}): LoginConfig {
     targetExists: (iqn) => iqn === target,
     initiatorsAllowed: [],
     random: (n) => Buffer.alloc(n, 0x5c),
-    sessionExists: (name, isid, tsih) => name === initiator && tsih === 77,
+    sessionExists: (name, _isid, tsih) => name === initiator && tsih === 77,
     ...over,
   };
 }
