@@ -1,6 +1,7 @@
-// Our target under test: one `metro-agent` (site alpha of a generated two-site topology on loopback
-// addresses; the volume's group prefers alpha, so alpha's port group is active/optimized), started
-// directly so its pid, CPU and memory are its own and node flags can be passed to it.
+// Our target under test: `metro-agent` of site alpha of a generated two-site topology on loopback
+// addresses (the volume's group prefers alpha, so alpha's port group is active/optimized), started
+// directly so its pid, CPU and memory are its own and node flags can be passed to it. Alone with
+// mirroring off (startAgent), or with site beta's agent as its mirror in sync mode (startMirroredPair).
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -8,13 +9,25 @@ import { fileURLToPath } from 'node:url';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const agentBin = path.join(repoRoot, 'bin', 'metro-agent.cjs');
+const witnessBin = path.join(repoRoot, 'bin', 'metro-witness.js');
 
 export interface AgentTarget {
   readonly pid: number;
   readonly url: string;
   readonly volumeFile: string;
+  readonly logFile: string;
   /** The negotiated parameters of the newest login, from the agent's JSON log. */
   lastLogin(): Record<string, unknown> | undefined;
+  stop(): Promise<void>;
+}
+
+/** Site alpha's agent (primary, the one the client drives) mirroring to site beta's in sync mode. */
+export interface MirroredPair {
+  readonly primary: AgentTarget;
+  readonly secondary: AgentTarget;
+  /** Mirror events in the primary's log since the pair started that make its figures not a
+   *  measurement of sync mirroring (detach, outdated, mode change); [] when there were none. */
+  mirrorTrouble(): string[];
   stop(): Promise<void>;
 }
 
@@ -29,7 +42,13 @@ export interface AgentOptions {
   readonly nodeArgs: readonly string[];
 }
 
+interface SpawnOptions extends AgentOptions {
+  readonly site: 'alpha' | 'beta' | 'witness';
+  readonly topologyFile: string;
+}
+
 const readyTimeoutMs = 60_000;
+const attachTimeoutMs = 30_000;
 const stopTimeoutMs = 15_000;
 const cluster = 'bench';
 const group = 'bench';
@@ -38,7 +57,7 @@ export class AgentError extends Error {
   override name = 'AgentError';
 }
 
-function topology(hosts: AgentOptions['hosts'], volumeBytes: number): string {
+function topology(hosts: AgentOptions['hosts'], volumeBytes: number, ack?: 'sync'): string {
   return `apiVersion: metrocluster/v1
 kind: MetroCluster
 metadata: { name: ${cluster} }
@@ -58,16 +77,79 @@ groups:
   - name: ${group}
     preferredSite: alpha
     volumes: [ { name: disk, size: ${volumeBytes / 1024 ** 2}MiB } ]
-`;
+${ack !== undefined ? `    replication: { ack: ${ack} }\n` : ''}`;
 }
 
+function logLines(logFile: string, message: string): Array<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = fs.readFileSync(logFile, 'utf8');
+  } catch {
+    return [];
+  }
+  return text.split('\n').filter((l) => l.includes(`"${message}"`)).map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+/** One agent alone, mirroring off (METRO_MIRROR=0): the peer site is never started. */
 export async function startAgent(opts: AgentOptions): Promise<AgentTarget> {
   fs.mkdirSync(opts.dir, { recursive: true });
-  const file = path.join(opts.dir, 'topology.yaml');
-  fs.writeFileSync(file, topology(opts.hosts, opts.volumeBytes));
-  const logFile = path.join(opts.dir, 'agent.log');
-  const outFd = fs.openSync(path.join(opts.dir, 'agent.out'), 'a');
-  const child: ChildProcess = spawn(process.execPath, [...opts.nodeArgs, agentBin, '-f', file, '--site', 'alpha', '--log-file', logFile], {
+  const topologyFile = path.join(opts.dir, 'topology.yaml');
+  fs.writeFileSync(topologyFile, topology(opts.hosts, opts.volumeBytes));
+  // The witness grants the group's primary its lease: without it the site does not serve.
+  const witness = await spawnAgent({ ...opts, nodeArgs: [], site: 'witness', topologyFile });
+  try {
+    const agent = await spawnAgent({ ...opts, env: { ...opts.env, METRO_MIRROR: '0' }, site: 'alpha', topologyFile });
+    return { ...agent, stop: async () => { await agent.stop(); await witness.stop(); } };
+  } catch (err) {
+    await witness.stop();
+    throw err;
+  }
+}
+
+/** Both sites' agents, the group in sync mode; resolves once the secondary has attached. */
+export async function startMirroredPair(opts: AgentOptions): Promise<MirroredPair> {
+  fs.mkdirSync(opts.dir, { recursive: true });
+  const topologyFile = path.join(opts.dir, 'topology.yaml');
+  fs.writeFileSync(topologyFile, topology(opts.hosts, opts.volumeBytes, 'sync'));
+  const env = { ...opts.env, METRO_MIRROR: '1' };
+  const started = await Promise.allSettled([
+    spawnAgent({ ...opts, env, site: 'alpha', topologyFile }),
+    spawnAgent({ ...opts, env, site: 'beta', topologyFile }),
+    spawnAgent({ ...opts, nodeArgs: [], site: 'witness', topologyFile }),
+  ]);
+  const stopAll = () => Promise.allSettled(started.map((s) => (s.status === 'fulfilled' ? s.value.stop() : undefined))).then(() => undefined);
+  const failed = started.find((s) => s.status === 'rejected');
+  if (failed !== undefined) {
+    await stopAll();
+    throw failed.reason;
+  }
+  const [primary, secondary] = started.map((s) => (s as PromiseFulfilledResult<AgentTarget>).value);
+  const deadline = performance.now() + attachTimeoutMs;
+  while (logLines(primary.logFile, 'secondary attached').length === 0) {
+    if (performance.now() > deadline) {
+      await stopAll();
+      throw new AgentError(`the secondary did not attach to the primary within ${attachTimeoutMs} ms (logs in ${opts.dir})`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    primary,
+    secondary,
+    mirrorTrouble: () =>
+      ['secondary detached', 'secondary outdated', 'mirror mode changed', 'secondary not attached: serving alone, the dirty map records what it lacks']
+        .flatMap((m) => logLines(primary.logFile, m).map((l) => `${String(l.timestamp)} ${m}${l.why !== undefined ? ` (${String(l.why)})` : ''}`)),
+    stop: stopAll,
+  };
+}
+
+async function spawnAgent(opts: SpawnOptions): Promise<AgentTarget> {
+  const logFile = path.join(opts.dir, `${opts.site === 'witness' ? 'witness' : `agent-${opts.site}`}.log`);
+  const outFile = path.join(opts.dir, `${opts.site === 'witness' ? 'witness' : `agent-${opts.site}`}.out`);
+  const outFd = fs.openSync(outFile, 'a');
+  const args = opts.site === 'witness'
+    ? [witnessBin, '-f', opts.topologyFile, '--log-file', logFile]
+    : [agentBin, '-f', opts.topologyFile, '--site', opts.site, '--log-file', logFile];
+  const child: ChildProcess = spawn(process.execPath, [...opts.nodeArgs, ...args], {
     cwd: opts.dir,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', outFd, outFd, 'ipc'],
@@ -92,8 +174,8 @@ export async function startAgent(opts: AgentOptions): Promise<AgentTarget> {
     });
     void exit.then(() => {
       clearTimeout(timer);
-      const out = fs.readFileSync(path.join(opts.dir, 'agent.out'), 'utf8');
-      reject(new AgentError(`metro-agent exited at start:\n${out.trim()}`));
+      const out = fs.readFileSync(outFile, 'utf8');
+      reject(new AgentError(`${opts.site === 'witness' ? 'metro-witness' : `metro-agent (${opts.site})`} exited at start:\n${out.trim()}`));
     });
   });
   try {
@@ -105,12 +187,13 @@ export async function startAgent(opts: AgentOptions): Promise<AgentTarget> {
   // The IPC channel stays open: should this process die, the agent sees it close and stops.
   return {
     pid: child.pid!,
-    url: `iscsi://${opts.hosts[0]}:3260/iqn.2026-11.io.metrocluster:${cluster}.${group}/0`,
-    volumeFile: path.join(opts.dir, 'data', 'alpha', 'volumes', group, 'disk.vol'),
+    url: `iscsi://${opts.hosts[opts.site === 'alpha' ? 0 : 1]}:3260/iqn.2026-11.io.metrocluster:${cluster}.${group}/0`,
+    volumeFile: path.join(opts.dir, 'data', opts.site, 'volumes', group, 'disk.vol'),
+    logFile,
     lastLogin: () => {
-      const lines = fs.readFileSync(logFile, 'utf8').split('\n').filter((l) => l.includes('"iSCSI login"'));
+      const lines = logLines(logFile, 'iSCSI login');
       if (lines.length === 0) return undefined;
-      const { level: _l, message: _m, component: _c, timestamp: _t, part: _p, remote: _r, ...rest } = JSON.parse(lines[lines.length - 1]) as Record<string, unknown>;
+      const { level: _l, message: _m, component: _c, timestamp: _t, part: _p, remote: _r, ...rest } = lines[lines.length - 1];
       return rest;
     },
     stop,

@@ -1,18 +1,44 @@
 // `npm run bench`: our agent against tgt, same client (qemu-img bench over iscsi://), same volume
-// size on the same filesystem, alternating targets, each case repeated; prints medians and the
-// ratio ours/tgt per case with CPU and peak RSS, and saves the run as JSON in bench-results/.
+// size on the same filesystem, alternating targets, each case repeated; and our agent's group
+// mirrored in sync mode (a second pair of agents) against the same group unmirrored. Prints medians
+// and the ratio per case with CPU per I/O and peak RSS, and saves the run as JSON in bench-results/.
+// Then the failover figures (failover-bench.ts): SIGKILL to the first write at the survivor, and the
+// I/O pause of a switchover, medians over the same number of rounds.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import Table from 'cli-table3';
-import { repoRoot, startAgent, type AgentTarget } from './agent-target.ts';
+import { repoRoot, startAgent, startMirroredPair, type AgentTarget, type MirroredPair } from './agent-target.ts';
 import { checkPrerequisites } from './prerequisites.ts';
 import { cpuMs, peakRssBytes, threadCount } from './proc-stats.ts';
-import { benchCases, benchArgs, figureOf, ratioOf, runQemuBench, spreadStepBytes, type BenchCase } from './qemu-bench.ts';
+import { benchCases, benchArgs, figureOf, mirrorCases, ratioOf, runQemuBench, spreadStepBytes, type BenchCase } from './qemu-bench.ts';
 import { startTgt, type TgtTarget } from './tgt-target.ts';
+import { failoverGoalMs, failoverLeaseMs, failoverLoad, runFailoverBench, switchoverPauseGoalMs, type FailoverFigures } from './failover-bench.ts';
 
-type TargetName = 'tgt' | 'ours';
+/** ours: one agent, mirroring off; mirrored: site alpha's agent mirroring to beta's in sync mode. */
+type TargetName = 'tgt' | 'ours' | 'mirrored';
+const targetNames: readonly TargetName[] = ['tgt', 'ours', 'mirrored'];
+
+/** Rows measured together: each case on the reference and on the subject, alternating. */
+interface Comparison {
+  readonly id: string;
+  readonly title: string;
+  readonly reference: TargetName;
+  readonly subject: TargetName;
+  readonly cases: readonly BenchCase[];
+}
+
+const comparisons: readonly Comparison[] = [
+  { id: 'vs-tgt', title: 'ours/tgt > 1 means we are faster (latency row: tgt\'s latency / ours)', reference: 'tgt', subject: 'ours', cases: benchCases },
+  {
+    id: 'mirror',
+    title: 'mirrored/unmirrored: the group mirrored in sync mode (every write acknowledged by the peer agent before it completes) over the same group unmirrored (latency row: unmirrored latency / mirrored)',
+    reference: 'ours',
+    subject: 'mirrored',
+    cases: mirrorCases,
+  },
+];
 
 interface Options {
   repeat: number;
@@ -22,6 +48,8 @@ interface Options {
   threads?: number;
   cpuProf?: string;
   sizeMib: number;
+  /** commander's --no-failover */
+  failover: boolean;
 }
 
 interface Sample {
@@ -30,7 +58,10 @@ interface Sample {
   readonly seconds: number;
   readonly count: number;
   readonly figure: number;
+  /** CPU of the process the client drives (for mirrored: the primary's agent). */
   readonly cpuMs: number;
+  /** mirrored only: CPU of the secondary's agent. */
+  readonly peerCpuMs?: number;
 }
 
 /** Our target's declared session parameters, set on tgt too so both negotiate the same with the client. */
@@ -46,6 +77,7 @@ const sharedParams: Record<string, string> = {
 
 const durability = [
   'ours runs one site with mirroring off (METRO_MIRROR=0): tgt has no mirror; this compares the targets alone.',
+  'mirrored: site alpha\'s agent with site beta\'s attached on loopback, replication.ack sync: a WRITE completes once written locally and applied by the peer.',
   'Both thin-provisioned sparse files (LBPME: UNMAP, GET LBA STATUS). Durability, both write-back (WCE=1): a WRITE lands in the page cache;',
   '  tgt (rdwr backing store): SYNCHRONIZE CACHE -> fdatasync(2) of the file; FUA -> sync of the range.',
   '  ours (FileBlockDevice):   SYNCHRONIZE CACHE -> fdatasync(2) of the file; FUA -> fdatasync(2).',
@@ -59,22 +91,23 @@ function positiveInt(v: string): number {
 }
 
 function parseOptions(): Options {
-  const ids = benchCases.map((c) => c.id);
+  const ids = comparisons.flatMap((c) => c.cases.map((x) => x.id));
   const program = new Command('bench')
-    .description('benchmark metro-agent against tgt with qemu-img bench (ratios, never absolute claims)')
+    .description('benchmark metro-agent against tgt, and mirrored against unmirrored, with qemu-img bench (ratios, never absolute claims)')
     .option('--repeat <n>', 'runs of each case per target', positiveInt, 5)
     .option('--quick', 'short run: fewer requests per case and 3 repeats unless --repeat is given', false)
-    .option('--only <target>', 'benchmark one target only (profiling): tgt or ours')
+    .option('--only <target>', `benchmark one target only (profiling): ${targetNames.join(', ')}`)
     .option('--cases <ids>', `comma-separated subset of: ${ids.join(', ')}`, (v) => v.split(','))
     .option('--threads <n>', "UV_THREADPOOL_SIZE for the agent (default: the agent's own)", positiveInt)
     .option('--cpu-prof <dir>', 'write a V8 CPU profile of the agent into <dir>')
     .option('--size-mib <n>', 'volume size in MiB (sparse files)', positiveInt, 1024)
+    .option('--no-failover', 'skip the failover and switchover figures (a cluster run by metroctl up, after the other cases)')
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
   program.parse();
   const o = program.opts<Options>();
   const repeatGiven = program.getOptionValueSource('repeat') === 'cli';
   if (o.quick && !repeatGiven) o.repeat = 3;
-  if (o.only !== undefined && o.only !== 'tgt' && o.only !== 'ours') program.error('--only takes tgt or ours');
+  if (o.only !== undefined && !targetNames.includes(o.only)) program.error(`--only takes one of ${targetNames.join(', ')}`);
   const unknown = (o.cases ?? []).filter((c) => !ids.includes(c));
   if (unknown.length > 0) program.error(`unknown case ${unknown.join(', ')}; cases: ${ids.join(', ')}`);
   return o;
@@ -98,6 +131,24 @@ function mib(bytes: number | undefined): string {
 
 const negotiatedKeys = ['MaxRecvDataSegmentLength', 'MaxXmitDataSegmentLength', 'MaxBurstLength', 'FirstBurstLength', 'InitialR2T', 'ImmediateData', 'MaxOutstandingR2T', 'HeaderDigest', 'DataDigest'];
 
+/** The comparisons and cases this run measures (--cases, --only), each with the targets it runs. */
+interface Plan {
+  readonly comparison: Comparison;
+  readonly cases: readonly BenchCase[];
+  readonly targets: readonly TargetName[];
+}
+
+function planOf(opts: Options): Plan[] {
+  const plans: Plan[] = [];
+  for (const comparison of comparisons) {
+    const cases = comparison.cases.filter((c) => opts.cases === undefined || opts.cases.includes(c.id));
+    const both: TargetName[] = [comparison.reference, comparison.subject];
+    const targets = opts.only === undefined ? both : both.filter((t) => t === opts.only);
+    if (cases.length > 0 && targets.length > 0) plans.push({ comparison, cases, targets });
+  }
+  return plans;
+}
+
 async function main(): Promise<void> {
   const opts = parseOptions();
   const missing = checkPrerequisites();
@@ -108,6 +159,14 @@ async function main(): Promise<void> {
     process.exitCode = 1;
     return;
   }
+  const plans = planOf(opts);
+  // Failover figures come with a full run (not with --only or --cases, which profile one data path).
+  const withFailover = opts.failover && opts.only === undefined && opts.cases === undefined;
+  if (plans.length === 0) {
+    process.stderr.write('nothing to run: no case of --cases runs on the --only target\n');
+    process.exitCode = 2;
+    return;
+  }
   const aborter = new AbortController();
   const onSignal = (sig: NodeJS.Signals): void => {
     process.stderr.write(`\n${sig}: stopping the targets and removing temporary files...\n`);
@@ -116,143 +175,218 @@ async function main(): Promise<void> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  const cases = benchCases.filter((c) => opts.cases === undefined || opts.cases.includes(c.id));
-  const targets: TargetName[] = opts.only !== undefined ? [opts.only] : ['tgt', 'ours'];
+  const needed = new Set(plans.flatMap((p) => p.targets));
   const volumeBytes = opts.sizeMib * 1024 ** 2;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'metro-bench-'));
   const octet = 100 + (process.pid % 150);
   const host = (n: number): string => `127.0.${octet}.${n}`;
+  let saved: { file: string; json: Record<string, unknown> } | undefined;
   let agent: AgentTarget | undefined;
+  let pair: MirroredPair | undefined;
   let tgt: TgtTarget | undefined;
   try {
-    // Mirroring off: tgt has none, and the peer site is not started; this measures the target itself.
-    const env: Record<string, string> = { METRO_MIRROR: '0' };
+    const env: Record<string, string> = {};
     if (opts.threads !== undefined) env.UV_THREADPOOL_SIZE = String(opts.threads);
     const nodeArgs: string[] = [];
     if (opts.cpuProf !== undefined) {
       fs.mkdirSync(opts.cpuProf, { recursive: true });
       nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${path.resolve(opts.cpuProf)}`);
     }
-    if (targets.includes('ours')) {
+    if (needed.has('ours')) {
       agent = await startAgent({ hosts: [host(2), host(3), host(4)], dir: path.join(dir, 'agent'), volumeBytes, env, nodeArgs });
     }
-    if (targets.includes('tgt')) {
+    if (needed.has('mirrored')) {
+      pair = await startMirroredPair({ hosts: [host(5), host(6), host(7)], dir: path.join(dir, 'mirrored'), volumeBytes, env, nodeArgs });
+    }
+    if (needed.has('tgt')) {
       const volumeFile = path.join(dir, 'tgt.vol');
       fs.writeFileSync(volumeFile, '');
       fs.truncateSync(volumeFile, volumeBytes);
       tgt = await startTgt({ address: host(1), volumeFile, dir, params: sharedParams });
     }
-    const urls: Record<TargetName, string> = { tgt: tgt?.url ?? '', ours: agent?.url ?? '' };
-    const pids: Record<TargetName, number> = { tgt: tgt?.pid ?? 0, ours: agent?.pid ?? 0 };
+    const urls: Record<TargetName, string> = { tgt: tgt?.url ?? '', ours: agent?.url ?? '', mirrored: pair?.primary.url ?? '' };
+    const pids: Record<TargetName, number> = { tgt: tgt?.pid ?? 0, ours: agent?.pid ?? 0, mirrored: pair?.primary.pid ?? 0 };
+    const peerPid = pair?.secondary.pid;
     process.stdout.write(`volumes: ${opts.sizeMib} MiB sparse files in ${dir}\n`);
-    for (const t of targets) process.stdout.write(`${t.padEnd(4)}: ${urls[t]} (pid ${pids[t]})\n`);
+    for (const t of targetNames.filter((x) => needed.has(x))) process.stdout.write(`${t.padEnd(8)}: ${urls[t]} (pid ${pids[t]}${t === 'mirrored' ? `, secondary pid ${peerPid}` : ''})\n`);
 
-    // Warm-up, not counted: one short pass of every case on each target, so the agent's JIT has
-    // compiled its data path and both volume files have their blocks allocated before timing.
+    // Warm-up, not counted: one short pass of every case on each target, so the agents' JIT has
+    // compiled their data path and the volume files have their blocks allocated before timing.
     process.stdout.write('warm-up pass (not counted)...\n');
-    for (const c of cases) {
-      for (const t of targets) {
-        if (aborter.signal.aborted) throw new Error('interrupted');
-        await runQemuBench(c, c.quickCount, urls[t], aborter.signal);
+    for (const p of plans) {
+      for (const c of p.cases) {
+        for (const t of p.targets) {
+          if (aborter.signal.aborted) throw new Error('interrupted');
+          await runQemuBench(c, c.quickCount, urls[t], aborter.signal);
+        }
       }
     }
-    const samples = new Map<string, Sample[]>(cases.map((c) => [c.id, []]));
-    const startCpu = Object.fromEntries(targets.map((t) => [t, cpuMs(pids[t]) ?? 0])) as Record<TargetName, number>;
+    const troubleBefore = pair?.mirrorTrouble().length ?? 0;
+    const samples = new Map<string, Sample[]>(plans.flatMap((p) => p.cases.map((c) => [c.id, []] as [string, Sample[]])));
+    const allPids = [...new Set([...needed].map((t) => pids[t])), ...(peerPid !== undefined ? [peerPid] : [])];
+    const startCpu = new Map(allPids.map((pid) => [pid, cpuMs(pid) ?? 0]));
+    const loadBefore = os.loadavg();
     const started = performance.now();
     for (let r = 0; r < opts.repeat; r++) {
-      for (const c of cases) {
-        // Alternate which target goes first, so neither always runs on a warmer (or busier) machine.
-        const order = r % 2 === 0 ? targets : [...targets].reverse();
-        for (const t of order) {
-          if (aborter.signal.aborted) throw new Error('interrupted');
-          const count = opts.quick ? c.quickCount : c.count;
-          const before = cpuMs(pids[t]) ?? 0;
-          const run = await runQemuBench(c, count, urls[t], aborter.signal);
-          const used = (cpuMs(pids[t]) ?? 0) - before;
-          const figure = figureOf(c, run);
-          samples.get(c.id)!.push({ target: t, repeat: r, seconds: run.seconds, count: run.count, figure, cpuMs: used });
-          process.stdout.write(`  [${r + 1}/${opts.repeat}] ${c.id.padEnd(18)} ${t.padEnd(4)} ${fmt(figure, c.unit).padStart(8)} ${c.unit}  (${run.seconds.toFixed(3)} s, CPU ${used.toFixed(0)} ms)\n`);
+      for (const p of plans) {
+        for (const c of p.cases) {
+          // Alternate which target goes first, so neither always runs on a warmer (or busier) machine.
+          const order = r % 2 === 0 ? p.targets : [...p.targets].reverse();
+          for (const t of order) {
+            if (aborter.signal.aborted) throw new Error('interrupted');
+            const count = opts.quick ? c.quickCount : c.count;
+            const before = cpuMs(pids[t]) ?? 0;
+            const peerBefore = t === 'mirrored' && peerPid !== undefined ? (cpuMs(peerPid) ?? 0) : undefined;
+            const run = await runQemuBench(c, count, urls[t], aborter.signal);
+            const used = (cpuMs(pids[t]) ?? 0) - before;
+            const peerUsed = peerBefore !== undefined ? (cpuMs(peerPid!) ?? 0) - peerBefore : undefined;
+            const figure = figureOf(c, run);
+            samples.get(c.id)!.push({ target: t, repeat: r, seconds: run.seconds, count: run.count, figure, cpuMs: used, peerCpuMs: peerUsed });
+            const peerNote = peerUsed !== undefined ? `, secondary ${peerUsed.toFixed(0)} ms` : '';
+            process.stdout.write(`  [${r + 1}/${opts.repeat}] ${c.id.padEnd(24)} ${t.padEnd(8)} ${fmt(figure, c.unit).padStart(8)} ${c.unit}  (${run.seconds.toFixed(3)} s, CPU ${used.toFixed(0)} ms${peerNote})\n`);
+          }
         }
       }
     }
     const elapsedS = (performance.now() - started) / 1000;
+    const loadAfter = os.loadavg();
     const totals = Object.fromEntries(
-      targets.map((t) => [t, { cpuMs: (cpuMs(pids[t]) ?? 0) - startCpu[t], peakRssBytes: peakRssBytes(pids[t]), threads: threadCount(pids[t]) }]),
-    ) as Record<TargetName, { cpuMs: number; peakRssBytes?: number; threads?: number }>;
-    const ourLogin = agent?.lastLogin();
-    report({ opts, cases, targets, samples, totals, elapsedS, tgt, ourLogin });
+      allPids.map((pid) => [pid, { cpuMs: (cpuMs(pid) ?? 0) - (startCpu.get(pid) ?? 0), peakRssBytes: peakRssBytes(pid), threads: threadCount(pid) }]),
+    ) as Record<number, ProcessTotals>;
+    const names: Record<number, string> = {};
+    if (tgt) names[tgt.pid] = 'tgt (tgtd)';
+    if (agent) names[agent.pid] = 'ours (metro-agent, unmirrored)';
+    if (pair) {
+      names[pair.primary.pid] = 'mirrored primary (metro-agent alpha)';
+      names[pair.secondary.pid] = 'mirrored secondary (metro-agent beta)';
+    }
+    const mirrorTrouble = pair?.mirrorTrouble().slice(troubleBefore) ?? [];
+    const ourLogin = agent?.lastLogin() ?? pair?.primary.lastLogin();
+    saved = report({ opts, plans, samples, totals, names, elapsedS, tgt, ourLogin, load: { before: loadBefore, after: loadAfter }, mirrorTrouble });
+  } finally {
+    await Promise.allSettled([agent?.stop(), pair?.stop(), tgt?.stop()]);
+    fs.rmSync(dir, { recursive: true, force: true });
+    if (!withFailover || saved === undefined) {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+  }
+  if (!withFailover || saved === undefined) return;
+  try {
+    process.stdout.write(`\nfailover: ${opts.repeat} round(s) of a switchover and a SIGKILL of the primary's agent (metroctl up, leaseMs ${failoverLeaseMs}, ack sync)...\n`);
+    const loadBefore = failoverLoad();
+    const figures = await runFailoverBench(opts.repeat, aborter.signal, process.stdout);
+    reportFailover(figures, saved, loadBefore);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    await Promise.allSettled([agent?.stop(), tgt?.stop()]);
-    fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+function reportFailover(f: FailoverFigures, saved: { file: string; json: Record<string, unknown> }, loadBefore: string): void {
+  const table = new Table({ head: ['figure', 'median', 'runs (ms)', 'goal'], colAligns: ['left', 'right', 'left', 'left'], style: { head: [], border: [] } });
+  const ms = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(', ');
+  table.push(
+    ['failover: SIGKILL of the primary\'s agent to the first write completed at the survivor', `${median(f.failoverMs).toFixed(0)} ms`, ms(f.failoverMs), `under ${failoverGoalMs} ms`],
+    ['switchover: I/O pause a multipath host sees (probe, both portals)', `${median(f.switchoverPauseMs).toFixed(0)} ms`, ms(f.switchoverPauseMs), `under ${switchoverPauseGoalMs} ms`],
+    ['switchover: metroctl switchover, start to exit', `${median(f.switchoverCommandMs).toFixed(0)} ms`, ms(f.switchoverCommandMs), '-'],
+  );
+  process.stdout.write(`\nfailover: medians of ${f.failoverMs.length} round(s) (absolute times on this machine; load average ${loadBefore} before, ${failoverLoad()} after)\n`);
+  process.stdout.write(table.toString() + '\n');
+  fs.writeFileSync(saved.file, JSON.stringify({ ...saved.json, failover: { leaseMs: failoverLeaseMs, ...f, failoverMedianMs: median(f.failoverMs), switchoverPauseMedianMs: median(f.switchoverPauseMs) } }, null, 2) + '\n');
+}
+
+interface ProcessTotals {
+  cpuMs: number;
+  peakRssBytes?: number;
+  threads?: number;
 }
 
 interface ReportInput {
   opts: Options;
-  cases: readonly BenchCase[];
-  targets: TargetName[];
+  plans: readonly Plan[];
   samples: Map<string, Sample[]>;
-  totals: Record<TargetName, { cpuMs: number; peakRssBytes?: number; threads?: number }>;
+  totals: Record<number, ProcessTotals>;
+  names: Record<number, string>;
   elapsedS: number;
   tgt?: TgtTarget;
   ourLogin?: Record<string, unknown>;
+  /** 1, 5 and 15 minute load averages when timing started and ended (the machine may be shared). */
+  load: { before: number[]; after: number[] };
+  /** Mirror events during the timed runs: the mirrored figures are not sync mirroring if any. */
+  mirrorTrouble: string[];
 }
 
-function report(r: ReportInput): void {
-  const both = r.targets.length === 2;
-  const table = new Table({
-    head: ['case', 'unit', 'tgt', 'ours', 'ours/tgt', 'tgt CPU ms/run', 'ours CPU ms/run'],
-    colAligns: ['left', 'left', 'right', 'right', 'right', 'right', 'right'],
-    style: { head: [], border: [] },
-  });
-  const rows: Array<Record<string, unknown>> = [];
-  for (const c of r.cases) {
-    const s = r.samples.get(c.id)!;
-    const med = (t: TargetName, f: (x: Sample) => number): number | undefined => {
-      const xs = s.filter((x) => x.target === t).map(f);
-      return xs.length > 0 ? median(xs) : undefined;
-    };
-    const tgtFig = med('tgt', (x) => x.figure);
-    const ourFig = med('ours', (x) => x.figure);
-    const ratio = tgtFig !== undefined && ourFig !== undefined ? ratioOf(c, ourFig, tgtFig) : undefined;
-    const tgtCpu = med('tgt', (x) => x.cpuMs);
-    const ourCpu = med('ours', (x) => x.cpuMs);
-    table.push([c.label, c.unit, fmt(tgtFig, c.unit), fmt(ourFig, c.unit), ratio === undefined ? '-' : ratio.toFixed(2), fmt(tgtCpu, ''), fmt(ourCpu, '')]);
-    rows.push({ id: c.id, label: c.label, unit: c.unit, count: s[0]?.count, args: benchArgs(c, s[0]?.count ?? c.count, '<url>'), tgtMedian: tgtFig, oursMedian: ourFig, ratio, tgtCpuMsMedian: tgtCpu, oursCpuMsMedian: ourCpu });
-  }
+function report(r: ReportInput): { file: string; json: Record<string, unknown> } {
   const out = process.stdout;
-  out.write(`\nmedians of ${r.opts.repeat} run(s) per case and target${r.opts.quick ? ' (--quick)' : ''}; ratio ours/tgt > 1 means we are faster (latency row: tgt's latency / ours)\n`);
-  out.write(table.toString() + '\n');
-  out.write(`4 KiB "spread" cases: qemu-img bench only steps sequentially; step -S ${spreadStepBytes} bytes (7919 x 4 KiB, coprime with the slot count), so offsets spread over the whole volume.\n`);
-  for (const t of r.targets) {
-    const x = r.totals[t];
-    out.write(`${t === 'ours' ? 'ours (metro-agent)' : 'tgt  (tgtd)       '}: CPU user+sys ${(x.cpuMs / 1000).toFixed(1)} s over the ${r.elapsedS.toFixed(0)} s run, peak RSS (VmHWM) ${mib(x.peakRssBytes)}, threads ${x.threads ?? '-'}\n`);
+  const rows: Array<Record<string, unknown>> = [];
+  for (const p of r.plans) {
+    const { reference: ref, subject: sub } = p.comparison;
+    const both = p.targets.length === 2;
+    const table = new Table({
+      head: ['case', 'unit', ref, sub, both ? `${sub}/${ref}` : 'ratio', `${ref} CPU us/IO`, `${sub} CPU us/IO`, ...(sub === 'mirrored' ? ['secondary CPU us/IO'] : [])],
+      colAligns: ['left', 'left', 'right', 'right', 'right', 'right', 'right', 'right'],
+      style: { head: [], border: [] },
+    });
+    for (const c of p.cases) {
+      const s = r.samples.get(c.id)!;
+      const med = (t: TargetName, f: (x: Sample) => number | undefined): number | undefined => {
+        const xs = s.filter((x) => x.target === t).map(f).filter((x): x is number => x !== undefined);
+        return xs.length > 0 ? median(xs) : undefined;
+      };
+      const refFig = med(ref, (x) => x.figure);
+      const subFig = med(sub, (x) => x.figure);
+      const ratio = refFig !== undefined && subFig !== undefined ? ratioOf(c, subFig, refFig) : undefined;
+      const perIo = (x: Sample, ms: number | undefined) => (ms === undefined ? undefined : (ms * 1000) / x.count);
+      const refCpu = med(ref, (x) => perIo(x, x.cpuMs));
+      const subCpu = med(sub, (x) => perIo(x, x.cpuMs));
+      const peerCpu = med(sub, (x) => perIo(x, x.peerCpuMs));
+      table.push([c.label, c.unit, fmt(refFig, c.unit), fmt(subFig, c.unit), ratio === undefined ? '-' : ratio.toFixed(2), fmt(refCpu, ''), fmt(subCpu, ''), ...(sub === 'mirrored' ? [fmt(peerCpu, '')] : [])]);
+      rows.push({
+        comparison: p.comparison.id, id: c.id, label: c.label, unit: c.unit, count: s[0]?.count, args: benchArgs(c, s[0]?.count ?? c.count, '<url>'),
+        reference: ref, subject: sub, referenceMedian: refFig, subjectMedian: subFig, ratio,
+        referenceCpuUsPerIoMedian: refCpu, subjectCpuUsPerIoMedian: subCpu, secondaryCpuUsPerIoMedian: peerCpu,
+      });
+    }
+    out.write(`\n${p.comparison.id}: medians of ${r.opts.repeat} run(s) per case and target${r.opts.quick ? ' (--quick)' : ''}; ${p.comparison.title}\n`);
+    out.write(table.toString() + '\n');
+    if (!both) out.write('one target only (--only): no ratios.\n');
   }
+  out.write(`4 KiB "spread" cases: qemu-img bench only steps sequentially; step -S ${spreadStepBytes} bytes (7919 x 4 KiB, coprime with the slot count), so offsets spread over the whole volume.\n`);
+  out.write('CPU us/IO: user+system CPU time of the process over the run divided by the requests of the run (median over the runs).\n');
+  for (const [pid, x] of Object.entries(r.totals)) {
+    out.write(`${(r.names[Number(pid)] ?? pid).padEnd(38)}: CPU user+sys ${(x.cpuMs / 1000).toFixed(1)} s over the ${r.elapsedS.toFixed(0)} s run, peak RSS (VmHWM) ${mib(x.peakRssBytes)}, threads ${x.threads ?? '-'}\n`);
+  }
+  const la = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(' ');
+  out.write(`machine: ${os.cpus().length} CPUs; load average (1/5/15 min) ${la(r.load.before)} at the start of timing, ${la(r.load.after)} at the end\n`);
   for (const line of durability) out.write(line + '\n');
+  if (r.mirrorTrouble.length > 0) {
+    out.write('WARNING: the mirror left sync mode during the timed runs; the mirrored rows do not measure sync mirroring:\n');
+    for (const t of r.mirrorTrouble) out.write(`  ${t}\n`);
+  }
   // RFC 7143 §13: lengths negotiate to the minimum, InitialR2T by OR, ImmediateData by AND; both
   // targets declare the same values, so the client ends up with the same parameters on both.
   if (r.tgt !== undefined) out.write(`tgt declares (tgtadm; tgt 1.0.85 shows no per-session values): ${negotiatedKeys.filter((k) => k in r.tgt!.params).map((k) => `${k}=${r.tgt!.params[k]}`).join(' ')}\n`);
   if (r.ourLogin !== undefined) out.write(`ours negotiated with qemu-img (agent log): ${Object.entries(r.ourLogin).filter(([k]) => !['initiator', 'target', 'tsih', 'type'].includes(k)).map(([k, v]) => `${k}=${String(v)}`).join(' ')}\n`);
-  if (!both) out.write('one target only (--only): no ratios.\n');
   const resultsDir = path.join(repoRoot, 'bench-results');
   fs.mkdirSync(resultsDir, { recursive: true });
   const file = path.join(resultsDir, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   const json = {
     when: new Date().toISOString(),
-    machine: { cpus: os.cpus().length, kernel: os.release(), node: process.version },
+    machine: { cpus: os.cpus().length, kernel: os.release(), node: process.version, loadAverage: r.load },
     options: r.opts,
     rows,
     samples: Object.fromEntries(r.samples),
-    totals: r.totals,
+    processes: Object.fromEntries(Object.entries(r.totals).map(([pid, x]) => [r.names[Number(pid)] ?? pid, x])),
     elapsedS: r.elapsedS,
+    mirrorTrouble: r.mirrorTrouble,
     negotiated: { ours: r.ourLogin },
     tgtTargetParams: r.tgt?.params,
     durability,
   };
   fs.writeFileSync(file, JSON.stringify(json, null, 2) + '\n');
   out.write(`results: ${path.relative(process.cwd(), file)}\n`);
+  return { file, json };
 }
 
 main().catch((err: unknown) => {

@@ -29,6 +29,18 @@ export const benchCases: readonly BenchCase[] = [
   { id: 'seqread-1m-qd8', label: '1 MiB sequential reads, QD8', write: false, requestBytes: MiB, depth: 8, count: 1_024, quickCount: 256, stepBytes: MiB, unit: 'MiB/s' },
 ];
 
+/** The mirror comparison: the same 4 KiB writes on the group mirrored in sync mode and unmirrored. */
+export const mirrorCases: readonly BenchCase[] = [
+  { ...caseOf('randwrite-4k-qd32'), id: 'mirror-randwrite-4k-qd32' },
+  { ...caseOf('write-4k-qd1'), id: 'mirror-write-4k-qd1' },
+];
+
+function caseOf(id: string): BenchCase {
+  const c = benchCases.find((x) => x.id === id);
+  if (c === undefined) throw new Error(`no bench case ${id}`);
+  return c;
+}
+
 export interface BenchRun {
   readonly seconds: number;
   readonly count: number;
@@ -75,7 +87,8 @@ export function figureOf(c: BenchCase, run: BenchRun): number {
   return (run.seconds * 1e6) / run.count;
 }
 
-/** ours/tgt as a throughput ratio: above 1 means we are faster (for latency: tgt's over ours). */
-export function ratioOf(c: BenchCase, ours: number, tgt: number): number {
-  return c.unit === 'us/op' ? tgt / ours : ours / tgt;
+/** subject/reference as a throughput ratio: above 1 means the subject is faster (for latency: the
+ *  reference's latency over the subject's). */
+export function ratioOf(c: BenchCase, subject: number, reference: number): number {
+  return c.unit === 'us/op' ? reference / subject : subject / reference;
 }

@@ -3,11 +3,12 @@
 // Exit 0 when valid (warnings allowed), 2 when invalid or unreadable (DESIGN.md exit codes).
 import type { Command } from 'commander';
 import { formatIssue, formatSize, loadTopology, type Topology } from '../common/topology/index.ts';
+import { registerTopologyChangeCommands } from './topology-apply-command.ts';
 
 const exitBadInput = 2;
 
 export function registerTopologyCommands(program: Command): void {
-  const topology = program.command('topology').description('check and inspect a topology file');
+  const topology = program.command('topology').description('check a topology file, plan and apply changes to a running cluster');
   topology
     .command('validate')
     .argument('<FILE>', 'topology YAML file (metrocluster/v1)')
@@ -16,6 +17,7 @@ export function registerTopologyCommands(program: Command): void {
     .action(async (file: string) => {
       process.exitCode = await validate(file);
     });
+  registerTopologyChangeCommands(topology);
 }
 
 export async function validate(file: string): Promise<number> {

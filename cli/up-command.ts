@@ -7,9 +7,12 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import type { Topology } from '../common/topology/index.ts';
 import { loadTopologyOrExit, DaemonError, type ReadyMessage } from '../common/daemon.ts';
+import { ensureAutoPki } from '../common/tls/pki.ts';
+import { insecureWarning } from '../common/tls/grpc-security.ts';
 
 const binDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin');
-const readyTimeoutMs = 30_000;
+/** How long a daemon may take to start serving; METRO_READY_TIMEOUT_MS overrides (slow or loaded machines). */
+const readyTimeoutMs = Number(process.env.METRO_READY_TIMEOUT_MS) > 0 ? Number(process.env.METRO_READY_TIMEOUT_MS) : 30_000;
 const stopTimeoutMs = 10_000;
 const restartDelayMs = 1_000;
 /** A daemon that dies this many times within restartWindowMs is left down. */
@@ -34,8 +37,13 @@ export function registerUpCommand(program: Command): void {
     .description('run every daemon of a topology on this machine (witness and both agents)')
     .requiredOption('-f, --file <topology>', 'topology YAML file')
     .option('--no-restart', 'leave a daemon that dies down instead of restarting it')
+    .addHelpText('after', '\nExamples:\n  metroctl up -f topology-examples/local-demo.yaml\n  metroctl up -f cluster.yaml --no-restart     # a daemon that dies stays down (fault drills)\n')
     .action(async (opts: { file: string; restart: boolean }) => {
       const topology = await loadTopologyOrExit(opts.file);
+      // Before any daemon starts: they would race to make the automatic PKI.
+      const pki = await ensureAutoPki(topology);
+      for (const m of pki.made) process.stdout.write(`made ${m}\n`);
+      if (topology.security?.insecure) process.stderr.write(`metroctl up: warning: ${insecureWarning}\n`);
       await runUp(topology, opts.restart);
     });
 }

@@ -1,5 +1,6 @@
 // What every metrocluster daemon does the same way: load its topology (exit 2 with every issue
 // printed when it is invalid), tell a supervising `metroctl up` when it is ready, stop on signals.
+import path from 'node:path';
 import { loadTopology, formatIssue, type Topology } from './topology/index.ts';
 
 export const EXIT_OK = 0;
@@ -14,7 +15,20 @@ export class DaemonError extends Error {
   }
 }
 
-export async function loadTopologyOrExit(file: string): Promise<Topology> {
+const loaded = new Map<string, Promise<Topology>>();
+
+/** Loads a topology once per process (its warnings are printed once), or exits 2. */
+export function loadTopologyOrExit(file: string): Promise<Topology> {
+  const key = path.resolve(file);
+  let p = loaded.get(key);
+  if (!p) {
+    p = loadOnce(file);
+    loaded.set(key, p);
+  }
+  return p;
+}
+
+async function loadOnce(file: string): Promise<Topology> {
   const result = await loadTopology(file);
   for (const w of result.warnings) process.stderr.write(formatIssue(w) + '\n');
   if (!result.ok) {

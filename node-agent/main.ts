@@ -4,28 +4,40 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
+import { status as grpcStatus } from '@grpc/grpc-js';
 import { Command } from 'commander';
 import { distance } from 'fastest-levenshtein';
-import type { Site, Topology } from '../common/topology/index.ts';
+import { groupIqn, type Group, type Site, type Topology } from '../common/topology/index.ts';
 import { createLogger, type Logger } from '../common/log.ts';
 import { serviceOf } from '../common/proto.ts';
 import { startGrpcServer, shutdownGrpcServer } from '../common/grpc-server.ts';
+import { endStreamWith, safeU64 } from '../common/grpc-validate.ts';
+import { LogLimiter } from '../common/log-limiter.ts';
 import {
   loadTopologyOrExit, announceReady, onStopSignal, runMain, DaemonError, EXIT_USAGE,
 } from '../common/daemon.ts';
 import { VERSION } from '../common/version.ts';
 import { openMetaStore, volumeKey, type MetaStore } from './meta-store.ts';
-import { openVolumes, dirtyMapPath, type OpenVolume } from './volumes.ts';
-import { MirrorSession, type SessionVolume } from './mirror/mirror-session.ts';
-import { MirroredBlockDevice } from './mirror/mirrored-block-device.ts';
-import { startApplierLink } from './mirror/mirror-applier.ts';
-import { DirtyMap, dirtyMapDefaults } from './mirror/dirty-map.ts';
-import { openDirtyMapFile } from './mirror/dirty-map-file.ts';
-import { ackPolicyDefaults } from './mirror/ack-policy.ts';
+import { openVolumes, type OpenVolume } from './volumes.ts';
+import type { MirrorSession } from './mirror/mirror-session.ts';
+import { mirrorStatusMessage } from './mirror/mirror-status.ts';
+import { targetHostState } from './reservation-mirror.ts';
+import { readBufferPool } from './storage/file-block-device.ts';
+import { runVerify, type VerifyMismatch } from './mirror/verify-runner.ts';
+import { checkHello, helloTimeoutMs, invalidMessageReason } from './mirror/mirror-checks.ts';
+import { openSiteRoles, type SiteRoles } from './role/site-roles.ts';
+import { startForwarding, type Forwarding } from './forward/forwarding.ts';
+import { pathStatusMessage } from './forward/path-status.ts';
+import { OperatorService } from './role/operator-service.ts';
+import { peerExchangeHandler } from './role/peer-link.ts';
 import { buildTargets } from './targets.ts';
 import { metaReservationStore } from './meta-reservations.ts';
 import { readAccess } from './access.ts';
 import { startPortal } from './iscsi/portal.ts';
+import { TopologyRuntime, servedTopology, topologyService } from './topology-apply.ts';
+import { reachService } from '../common/ops/reach-service.ts';
+import { ensureAutoPki } from '../common/tls/pki.ts';
+import { loadGrpcSecurity, useGrpcSecurity } from '../common/tls/grpc-security.ts';
 
 async function main(): Promise<void> {
   const program = new Command('metro-agent')
@@ -38,36 +50,71 @@ async function main(): Promise<void> {
   program.parse();
   const opts = program.opts<{ file: string; site: string; logFile?: string }>();
 
-  const topology = await loadTopologyOrExit(opts.file);
-  const site = findSite(topology, opts.site);
-  await fs.mkdir(site.dataDir, { recursive: true });
+  const fileTopology = await loadTopologyOrExit(opts.file);
+  const fileSite = findSite(fileTopology, opts.site);
+  await fs.mkdir(fileSite.dataDir, { recursive: true });
   const log = createLogger({
-    component: `agent/${site.name}`,
-    file: opts.logFile ?? path.join(site.dataDir, 'logs', 'agent.log'),
+    component: `agent/${fileSite.name}`,
+    file: opts.logFile ?? path.join(fileSite.dataDir, 'logs', 'agent.log'),
   });
 
-  const meta = await openMetaStore(path.join(site.dataDir, 'agent-meta.json'), { cluster: topology.name, site: site.name });
-  checkIdentity(meta, topology, site);
+  // Security comes from the start file: a topology apply refuses changes of the security block.
+  const pki = await ensureAutoPki(fileTopology);
+  for (const m of pki.made) log.info('made certificates', { what: m });
+  useGrpcSecurity(loadGrpcSecurity(fileTopology, { kind: 'agent', cluster: fileTopology.name, site: fileSite.name }));
+
+  const meta = await openMetaStore(path.join(fileSite.dataDir, 'agent-meta.json'), { cluster: fileTopology.name, site: fileSite.name });
+  checkIdentity(meta, fileTopology, fileSite);
+  // A restart serves the topology last applied here (topology-apply.ts), not necessarily the file's.
+  const topology = await servedTopology({ meta, fromFile: fileTopology, log });
+  const site = findSite(topology, opts.site);
   await initGroups(meta, topology, site);
   const volumes = await openVolumes({ topology, site, meta, log });
-  const mirrors = await startMirrors({ topology, site, meta, volumes, log });
+  const roles = await openSiteRoles({ topology, site, meta, volumes, log });
   const targets = buildTargets({
-    topology, site, volumes: mirrors.volumes,
-    primarySiteOf: (group) => primarySiteOf(meta, topology, site, group),
+    topology, site, volumes: roles.volumes,
+    primarySiteOf: (group) => roles.primaryOf(group),
     reservationStore: metaReservationStore(meta),
+    stateMirrorOf: (group) => roles.stateMirrorOf(group),
   });
+  // A secondary adopts the primary's reservation states into its own targets (a promotion finds them).
+  roles.setHostStates((group) => {
+    const target = targets.targets.get(groupIqn(topology.name, group));
+    return target ? targetHostState(target) : undefined;
+  });
+  // Each group's path: its local target while this site is the primary, else forwarding to the
+  // primary; the role runtime's views move it (and set the ALUA states).
+  const forwarding = startForwarding({
+    topology, site, targets, log: log.child({ part: 'forward' }),
+    primarySiteOf: (group) => roles.primaryOf(group),
+    epochOf: (group) => meta.read().groups[group]?.epoch ?? 0,
+    peerUpToDate: (group) => !meta.read().groups[group]?.peerOutdated,
+  });
+  roles.onView((group, view) => forwarding.applyRoleView(group, view));
   const access = await readAccess(topology);
 
   const portal = await startPortal({
     address: site.portal.address,
     port: site.portal.port,
     portalGroupTag: site.index,
-    registry: targets.registry,
+    registry: forwarding.registry,
     auth: access,
     logger: log.child({ part: 'iscsi' }),
+    limits: topology.access.limits,
   });
-  const control = await startControl({ topology, site, meta, volumes, log, sessions: () => portal.sessionCount(), mirrorSessions: mirrors.sessions });
-  mirrors.startAppliers();
+  const topologyRuntime = new TopologyRuntime({
+    site, meta, log: log.child({ part: 'topology' }), opened: volumes, served: roles.volumes, targets: forwarding.follow(targets), mirrors: roles.mirrors, access,
+  }, topology);
+  const control = await startControl({
+    topology, site, meta, volumes, log, sessions: () => portal.sessionCount(), mirrorSessions: roles.sessions, roles,
+    current: () => topologyRuntime.topology, topologyService: topologyService(topologyRuntime, site.name, log.child({ part: 'topology' })),
+    forwarding,
+  });
+  // After the gRPC server listens: two agents starting together each find the other's.
+  await roles.start(targets.alua);
+  forwarding.start(() => roles.runtime.status());
+  // Ready means serving: the groups primary here wait for quorum (the peer's or the witness's lease), bounded.
+  if (!(await roles.serving(topology.failover.leaseMs + 1000))) log.warn('not every group primary here has quorum yet: they stay unavailable until it has');
 
   log.info('agent serving', {
     cluster: topology.name, site: site.name,
@@ -83,9 +130,10 @@ async function main(): Promise<void> {
   });
 
   onStopSignal(async () => {
-    log.info('agent stopping');
+    log.info('agent stopping', { readBuffers: readBufferPool.stats });
     await portal.close();
-    mirrors.close();
+    forwarding.close();
+    roles.close();
     await shutdownGrpcServer(control.server);
     await Promise.all(volumes.map((v) => v.device.close()));
   });
@@ -113,7 +161,7 @@ function checkIdentity(meta: MetaStore, t: Topology, site: Site): void {
   }
 }
 
-/** Until arbitration exists, each group's primary is its preferred site, in epoch 1. */
+/** A group new to this site starts in epoch 1 with its preferred site primary (the witness's first record too). */
 async function initGroups(meta: MetaStore, t: Topology, site: Site): Promise<void> {
   const missing = t.groups.filter((g) => !meta.read().groups[g.name]);
   if (missing.length === 0) return;
@@ -122,118 +170,128 @@ async function initGroups(meta: MetaStore, t: Topology, site: Site): Promise<voi
   });
 }
 
-/** Two sites: the group's primary is this site when its role here says so, else the other. */
-function primarySiteOf(meta: MetaStore, t: Topology, site: Site, group: string): string {
-  if (meta.read().groups[group]?.role === 'primary') return site.name;
-  return t.sites.find((s) => s !== site)?.name ?? site.name;
-}
-
-/**
- * The mirror of every group (DESIGN.md "Data path"): at the group's primary a MirrorSession with a
- * dirty map per volume, and MirroredBlockDevices for its targets; at the secondary an applier that
- * dials the primary's agent. Roles are static (the preferred site) until arbitration comes.
- * Not driven yet: resync of the regions a detached secondary missed (they stay dirty, it stays outdated).
- */
-async function startMirrors(ctx: { topology: Topology; site: Site; meta: MetaStore; volumes: OpenVolume[]; log: Logger }) {
-  const { topology: t, site, meta, log } = ctx;
-  const sessions = new Map<string, MirrorSession>();
-  const links: Array<{ close(): void }> = [];
-  const appliers: Array<() => void> = [];
-  const volumes: OpenVolume[] = [...ctx.volumes];
-  const peer = t.sites.find((s) => s !== site);
-  // METRO_MIRROR=0 turns mirroring off (one-site runs, comparisons against the unmirrored path).
-  if (!peer || process.env.METRO_MIRROR === '0') return { volumes, sessions, startAppliers: () => undefined, close: () => undefined };
-  for (const g of t.groups) {
-    const rec = meta.read().groups[g.name];
-    const own = ctx.volumes.filter((v) => v.group.name === g.name).sort((a, b) => a.volume.lun - b.volume.lun);
-    const regionSizeBytes = dirtyMapDefaults.regionSizeBytes;
-    if (rec?.role !== 'primary') {
-      appliers.push(() => links.push(startApplierLink({
-        cluster: t.name, group: g.name, site: site.name, epoch: rec?.epoch ?? 0,
-        devices: own.map((v) => v.device), regionSizeBytes,
-        address: peer.agent.address, port: peer.agent.port, log: log.child({ part: 'mirror', group: g.name }),
-        adoptEpoch: (epoch) => meta.update((m) => { m.groups[g.name] = { ...m.groups[g.name], epoch }; }),
-      })));
-      continue;
-    }
-    const sessionVolumes: SessionVolume[] = [];
-    for (const [index, v] of own.entries()) {
-      const { file, image } = await openDirtyMapFile(dirtyMapPath(site, g.name, v.volume.name), {
-        regionSizeBytes, regionCount: Math.ceil(v.volume.sizeBytes / regionSizeBytes), extentRegions: dirtyMapDefaults.extentRegions,
-      });
-      const dirty = new DirtyMap({ ...dirtyMapDefaults, volumeSizeBytes: v.volume.sizeBytes }, image);
-      sessionVolumes.push({ index, sizeBytes: v.volume.sizeBytes, regionSizeBytes, dirty, dirtyFile: file });
-    }
-    const r = g.replication;
-    const session = new MirrorSession({
-      cluster: t.name, group: g.name, site: site.name, epoch: rec.epoch, volumes: sessionVolumes,
-      policy: { ...ackPolicyDefaults, policy: r.ack, syncMaxRttMs: r.syncMaxRttMs, maxLagMs: r.maxLagMs },
-      secondaryRecord: rec.peerOutdated ? 'outdated' : 'up-to-date',
-      recorder: {
-        markOutdated: (reason) => meta.update((m) => { m.groups[g.name].peerOutdated = { reason, since: new Date().toISOString() }; }),
-        markUpToDate: () => meta.update((m) => { delete m.groups[g.name].peerOutdated; }),
-      },
-      log: log.child({ part: 'mirror', group: g.name }),
+/** MetroAgent.Verify: runs at the group's primary, streams progress, ends with the outcome. */
+function verifyHandler(current: () => Topology, sessions: Map<string, MirrorSession>, log: Logger) {
+  return (call: grpc.ServerWritableStream<{ group: string; repair: boolean; rate_bytes_per_sec: string }, Record<string, unknown>>): void => {
+    const { group, repair } = call.request;
+    const g = current().groups.find((x) => x.name === group);
+    const fail = (code: grpc.status, details: string): void => { call.emit('error', { code, details }); };
+    if (!g) return fail(grpcStatus.NOT_FOUND, `no group "${group}" in this topology`);
+    const session = sessions.get(group);
+    if (!session) return fail(grpcStatus.FAILED_PRECONDITION, `this site is not the primary of group ${group}`);
+    const begun = session.beginVerify();
+    if (!begun.ok) return fail(grpcStatus.UNAVAILABLE, begun.reason);
+    const rate = Number(call.request.rate_bytes_per_sec);
+    const mismatch = (m: VerifyMismatch) => ({
+      volume: g.volumes[m.volume].name, lun: m.volume, region: String(m.region), offset_bytes: String(m.offsetBytes), length_bytes: String(m.lengthBytes),
     });
-    sessions.set(g.name, session);
-    for (const [index, v] of own.entries()) {
-      volumes[volumes.indexOf(v)] = { ...v, device: new MirroredBlockDevice(v.device, session, index) };
-    }
-  }
-  return {
-    volumes,
-    sessions,
-    /** After the gRPC server listens: two agents starting together each find the other's. */
-    startAppliers: () => { for (const a of appliers) a(); },
-    close: () => {
-      for (const l of links) l.close();
-      for (const s of sessions.values()) s.close();
-    },
+    log.info('verify started', { group, repair });
+    runVerify(session, {
+      repair, rateBytesPerSec: rate > 0 ? rate : undefined,
+      onProgress: (p) => call.write({ done: false, bytes_total: String(p.bytesTotal), bytes_checked: String(p.bytesChecked), rate_bytes_per_sec: p.rateBytesPerSec, mismatch_count: String(p.mismatchCount) }),
+    }).then((o) => {
+      log.info('verify finished', { group, mismatches: o.mismatchCount, unsettled: o.unsettled.length, repairedBytes: o.repaired?.bytesSent });
+      call.write({
+        done: true, bytes_total: String(o.bytesTotal), bytes_checked: String(o.bytesChecked), mismatch_count: String(o.mismatchCount),
+        mismatches: o.mismatches.map(mismatch), unsettled: o.unsettled.map(mismatch),
+        repaired: o.repaired !== undefined, repair_bytes_sent: String(o.repaired?.bytesSent ?? 0),
+      });
+      call.end();
+    }, (err: Error) => {
+      log.warn('verify failed', { group, error: err.message });
+      fail(grpcStatus.UNAVAILABLE, `verify of group ${group} failed: ${err.message}`);
+    }).finally(begun.end);
   };
 }
 
-/** MetroMirror.Attach: the first message names the group; its session takes the stream over. */
+/** MetroMirror.Attach: the first message names the group; its session takes the stream over. A
+ *  stream that sends no valid hello in time, or anything else first, is refused with the reason. */
 function mirrorAttach(t: Topology, sessions: Map<string, MirrorSession>, log: Logger) {
+  const refusals = new LogLimiter(log);
   return (call: grpc.ServerDuplexStream<Record<string, any>, Record<string, unknown>>): void => {
+    const refuse = (reason: string, message: string, code: grpc.status, epochSeen: unknown = '0'): void => {
+      clearTimeout(timer);
+      refusals.warn('mirror stream refused', { peer: call.getPeer(), reason, message });
+      call.write({ refusal: { epoch_seen: safeU64(epochSeen) !== undefined ? String(epochSeen) : '0', epoch_current: '0', reason, message } });
+      endStreamWith(call, code, `${reason}: ${message}`);
+    };
+    const timer = setTimeout(() => refuse(invalidMessageReason, `no hello within ${helloTimeoutMs} ms`, grpcStatus.DEADLINE_EXCEEDED), helloTimeoutMs);
+    timer.unref();
     call.once('data', (m: Record<string, any>) => {
-      const refuse = (reason: string, message: string): void => {
-        log.warn('mirror stream refused', { reason, message });
-        call.write({ refusal: { epoch_seen: String(m.hello?.epoch ?? 0), epoch_current: '0', reason, message } });
-        call.end();
-      };
-      if (m.kind !== 'hello') return refuse('WRONG_GROUP', 'the first message of a mirror stream must be a hello');
-      if (m.hello.cluster !== t.name) return refuse('WRONG_CLUSTER', `this agent serves cluster ${t.name}, not ${m.hello.cluster}`);
+      clearTimeout(timer);
+      const invalid = checkHello(m.kind === 'hello' ? m.hello : undefined);
+      if (invalid) return refuse(m.kind === 'hello' ? invalidMessageReason : 'WRONG_GROUP', invalid, grpcStatus.INVALID_ARGUMENT, m.hello?.epoch);
+      if (m.hello.cluster !== t.name) return refuse('WRONG_CLUSTER', `this agent serves cluster ${t.name}, not ${m.hello.cluster}`, grpcStatus.FAILED_PRECONDITION, m.hello.epoch);
       const session = sessions.get(m.hello.group);
-      if (!session) return refuse('NOT_PRIMARY', `this site is not the primary of group ${m.hello.group}`);
+      if (!session) return refuse('NOT_PRIMARY', `this site is not the primary of group ${m.hello.group}`, grpcStatus.FAILED_PRECONDITION, m.hello.epoch);
       session.attach(call, m.hello);
     });
-    call.on('error', () => undefined);
+    call.on('error', () => clearTimeout(timer));
+    call.on('cancelled', () => clearTimeout(timer));
   };
 }
 
 async function startControl(ctx: {
   topology: Topology; site: Site; meta: MetaStore; volumes: OpenVolume[]; log: Logger; sessions: () => number;
   mirrorSessions: Map<string, MirrorSession>;
+  roles: SiteRoles;
+  /** The topology served now (a topology apply changes it) and the service that changes it. */
+  current: () => Topology;
+  topologyService: grpc.UntypedServiceImplementation;
+  forwarding: Forwarding;
 }): ReturnType<typeof startGrpcServer> {
   const startedAt = performance.now();
   const Agent = serviceOf('agent.proto', 'MetroAgent');
   const Mirror = serviceOf('mirror.proto', 'MetroMirror');
   const { topology: t, site } = ctx;
+  const Peer = serviceOf('peer.proto', 'MetroPeer');
+  const ops = new OperatorService(ctx.roles.runtime, site.name, t.failover.leaseMs, (g, ms) => ctx.roles.paths.get(g)!.drain(ms));
+  const reply = (r: Awaited<ReturnType<OperatorService['switchover']>>) => ({
+    ok: r.ok, message: r.message, epoch: String(r.epoch), primary: r.primary, elapsed_ms: r.elapsedMs,
+    witness_consulted: r.witnessConsulted ?? true, data_loss: r.dataLoss ?? '',
+  });
+  type Cb = (err: null, reply: object) => void;
   return startGrpcServer({
     address: site.agent.address,
     port: site.agent.port,
-    services: [{
+    log: ctx.log.child({ part: 'grpc' }),
+    services: [reachService(t, site.name), ctx.forwarding.service, {
       definition: Mirror.service,
+      access: { Attach: 'peer-agent' },
       implementation: { Attach: mirrorAttach(t, ctx.mirrorSessions, ctx.log.child({ part: 'mirror' })) },
     }, {
+      definition: Peer.service,
+      access: { Exchange: 'peer-agent' },
+      implementation: { Exchange: peerExchangeHandler((m) => ctx.roles.runtime.onPeerMessages(m)) },
+    }, {
       definition: Agent.service,
+      // Verify reads both copies at the resync bandwidth and can rewrite regions (--repair): admins only.
+      access: {
+        Health: 'viewer', Status: 'viewer', GetTopology: 'viewer', ApplyTopology: 'admin', Switchover: 'admin', Failover: 'admin', FailoverPreviewOf: 'admin',
+        Verify: 'admin', SetResyncRate: 'admin',
+      },
       implementation: {
         Health: (_call: unknown, cb: (err: null, reply: object) => void) => cb(null, {
           role: 'agent', cluster: t.name, site: site.name, version: VERSION,
           uptime_ms: String(Math.round(performance.now() - startedAt)), pid: process.pid,
         }),
+        ...ctx.topologyService,
+        Verify: verifyHandler(ctx.current, ctx.mirrorSessions, ctx.log.child({ part: 'verify' })),
+        SetResyncRate: (call: grpc.ServerUnaryCall<{ group: string; rate_bytes_per_sec: string }, object>, cb: grpc.sendUnaryData<object>) => {
+          const { group } = call.request;
+          const rate = Number(call.request.rate_bytes_per_sec);
+          const session = ctx.mirrorSessions.get(group);
+          if (!ctx.current().groups.some((g) => g.name === group)) return cb({ code: grpcStatus.NOT_FOUND, details: `no group "${group}" in this topology` }, null);
+          if (!session) return cb({ code: grpcStatus.FAILED_PRECONDITION, details: `this site is not the primary of group ${group}` }, null);
+          if (!Number.isSafeInteger(rate) || rate < 1) return cb({ code: grpcStatus.INVALID_ARGUMENT, details: `rate_bytes_per_sec ${call.request.rate_bytes_per_sec} must be a positive integer` }, null);
+          const previous = session.status().resyncRateBytesPerSec;
+          session.setResyncRate(rate);
+          ctx.log.info('resync rate set', { group, rateBytesPerSec: rate, previousBytesPerSec: previous });
+          cb(null, { previous_rate_bytes_per_sec: String(Math.round(previous)) });
+        },
         Status: (_call: unknown, cb: (err: null, reply: object) => void) => {
           const m = ctx.meta.read();
+          const t = ctx.current();
           cb(null, {
             cluster: t.name,
             site: site.name,
@@ -241,16 +299,49 @@ async function startControl(ctx: {
             groups: t.groups.map((g) => ({
               name: g.name, iqn: g.iqn, preferred_site: g.preferredSite,
               role: m.groups[g.name]?.role ?? 'secondary', epoch: String(m.groups[g.name]?.epoch ?? 0),
+              arbitration: roleStatus(ops, g.name),
               volumes: g.volumes.map((v) => {
                 const rec = m.volumes[volumeKey(g.name, v.name)];
                 return { name: v.name, lun: v.lun, size_bytes: String(v.sizeBytes), file: rec?.file ?? '', naa: rec?.naaHex ?? '' };
               }),
+              mirror: process.env.METRO_MIRROR === '0' ? undefined : mirrorStatusMessage({
+                peerSite: t.sites.find((s) => s !== site)?.name ?? '', policy: g.replication.ack, record: m.groups[g.name],
+                session: ctx.mirrorSessions.get(g.name), link: ctx.roles.paths.get(g.name)?.linkStatus(),
+              }),
+              // A group added by a topology apply has its path once the forwarding layer follows it.
+              path: ctx.forwarding.paths.has(g.name) ? pathStatusMessage(ctx.forwarding.paths.status(g.name), t.sites.map((s) => s.name)) : undefined,
             })),
+            divergent: (m.divergent ?? []).map((d) => ({ ...d, epoch: String(d.epoch), bytes: String(d.bytes), saved_at: d.savedAt })),
+          });
+        },
+        Switchover: (c: grpc.ServerUnaryCall<{ group: string }, object>, cb: Cb) => { void ops.switchover(c.request.group).then((r) => cb(null, reply(r))); },
+        Failover: (c: grpc.ServerUnaryCall<{ group: string; force: boolean }, object>, cb: Cb) => { void ops.failover(c.request.group, c.request.force).then((r) => cb(null, reply(r))); },
+        FailoverPreviewOf: (c: grpc.ServerUnaryCall<{ group: string }, object>, cb: Cb) => {
+          const p = ops.preview(c.request.group);
+          cb(null, {
+            primary_reachable: p.primaryReachable, witness_reachable: p.witnessReachable, secondary: p.secondary,
+            lag_bounded: p.lagMs !== null, lag_ms: String(p.lagMs ?? 0), worst_case: p.worstCase, without_witness: p.withoutWitness,
           });
         },
       },
     }],
   });
+}
+
+function roleStatus(ops: OperatorService, group: string): object | undefined {
+  const r = ops.status(group);
+  if (!r) return undefined;
+  const peer = r.peerLeaseRemainingMs > 0;
+  const witness = r.witnessLeaseRemainingMs > 0;
+  return {
+    primary: r.primary, epoch: String(r.epoch),
+    lease_state: peer && witness ? 'peer+witness' : peer ? 'peer' : witness ? 'witness' : 'none',
+    peer_lease_remaining_ms: String(r.peerLeaseRemainingMs), witness_lease_remaining_ms: String(r.witnessLeaseRemainingMs),
+    witness_reachable: r.witnessReachable, access: r.access, gate: r.gate, peer_alive: r.peerAlive,
+    secondary: r.secondaryUpToDate === null ? 'unknown' : r.secondaryUpToDate ? 'up-to-date' : 'outdated',
+    blocked: r.blocked ?? '', switchover: r.switchover, failover_requested: r.failoverRequested,
+    forced_without_witness: r.forcedWithoutWitness,
+  };
 }
 
 await runMain(main);

@@ -12,6 +12,19 @@ export interface VolumeRecord {
   sizeBytes: number;
   naaHex: string;
   createdAt: string;
+  /** A forced shrink recorded by a topology apply: the file may be cut to this size (and only this). */
+  shrinkApprovedBytes?: number;
+}
+
+/** The topology this site serves (topology-apply.ts): a restart uses it rather than its -f file. */
+export interface AppliedTopology {
+  /** Only grows: 1 for the topology first started from its file, then each apply's. */
+  version: number;
+  text: string;
+  file: string;
+  appliedAt: string;
+  /** The last phase of this version's apply done here; undefined once it finished. */
+  pendingPhase?: 'prepare' | 'commit';
 }
 
 export interface GroupRecord {
@@ -19,6 +32,25 @@ export interface GroupRecord {
   role: 'primary' | 'secondary';
   /** At the primary: the secondary may miss acknowledged writes (recorded before any such write completed). */
   peerOutdated?: { reason: string; since: string };
+  /**
+   * This site's copy of the group: whether it ever held the group's data in sync (absent: new volume
+   * files, a full resync decides) and whether no resync is half done. Set at the primary on start,
+   * at a secondary by its resyncs.
+   */
+  copy?: { hasData: boolean; consistent: boolean; since: string };
+  /** The role machine's persisted state (role/role-machine.ts PersistedRole); epoch and role above follow it. */
+  roleState?: { epoch: number; primary: string; seq: number; incarnation: number; changeRequested: boolean; confirmSeq: number | null; forcedWithoutWitness?: boolean };
+}
+
+/** Writes this site kept aside when it was replaced as primary (role/group-data-path.ts). */
+export interface DivergentRecord {
+  group: string;
+  volume: string;
+  epoch: number;
+  file: string;
+  regions: number;
+  bytes: number;
+  savedAt: string;
 }
 
 export interface AgentMeta {
@@ -27,8 +59,10 @@ export interface AgentMeta {
   site: string;
   volumes: Record<string, VolumeRecord>;
   groups: Record<string, GroupRecord>;
+  topology?: AppliedTopology;
   /** Persistent reservation state per LUN (`<iqn>/<lun>`), as the SCSI target saved it (APTPL). */
   reservations?: Record<string, unknown>;
+  divergent?: DivergentRecord[];
 }
 
 export interface MetaStore {
@@ -49,12 +83,14 @@ export async function openMetaStore(file: string, identity: { cluster: string; s
   const meta = db.data;
   assert(meta.formatVersion === 1, `unknown metadata format ${String(meta.formatVersion)} in ${file}`);
   checkEpochs(meta, undefined);
+  checkTopologyVersion(meta, undefined);
   return {
     read: () => db.data,
     update: async (fn) => {
       const before = structuredClone(db.data);
       fn(db.data);
       checkEpochs(db.data, before);
+      checkTopologyVersion(db.data, before);
       await db.write();
     },
   };
@@ -64,7 +100,16 @@ export async function openMetaStore(file: string, identity: { cluster: string; s
 function checkEpochs(meta: AgentMeta, before: AgentMeta | undefined): void {
   for (const [name, g] of Object.entries(meta.groups)) {
     assert(Number.isSafeInteger(g.epoch) && g.epoch >= 0, `group ${name}: epoch ${g.epoch} is not a non-negative integer`);
+    assert(!g.roleState || g.roleState.epoch === g.epoch, `group ${name}: role epoch ${g.roleState?.epoch} differs from ${g.epoch}`);
     const old = before?.groups[name];
     assert(!old || g.epoch >= old.epoch, `group ${name}: epoch went back from ${old?.epoch} to ${g.epoch}`);
   }
+}
+
+/** Topology versions only grow, like epochs. */
+function checkTopologyVersion(meta: AgentMeta, before: AgentMeta | undefined): void {
+  const v = meta.topology?.version;
+  assert(v === undefined || (Number.isSafeInteger(v) && v >= 1), `topology version ${v} is not a positive integer`);
+  const old = before?.topology?.version;
+  assert(old === undefined || (v !== undefined && v >= old), `topology version went back from ${old} to ${v}`);
 }

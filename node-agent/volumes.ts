@@ -44,7 +44,7 @@ export async function openVolumes(ctx: { topology: Topology; site: Site; meta: M
   return opened;
 }
 
-async function openOne(ctx: {
+export async function openOne(ctx: {
   t: Topology; site: Site; group: Group; volume: Volume; meta: MetaStore; log: Logger;
 }): Promise<OpenVolume> {
   const { t, site, group, volume, meta, log } = ctx;
@@ -62,7 +62,9 @@ async function openOne(ctx: {
   }
   let device: BlockDevice;
   try {
-    device = await openFileBlockDevice({ path: file, sizeBytes: volume.sizeBytes });
+    // A shrink forced through a topology apply, interrupted before the file was cut: cut it now.
+    const shrink = known?.shrinkApprovedBytes === volume.sizeBytes;
+    device = await openFileBlockDevice({ path: file, sizeBytes: volume.sizeBytes, shrink });
   } catch (err) {
     if (err instanceof VolumeFileTooLargeError) throw new DaemonError(`volume ${key}: ${err.message}`, 1, { cause: err });
     throw err;
@@ -70,7 +72,7 @@ async function openOne(ctx: {
   const naaHex = identity.naa.toString('hex');
   if (!known || known.sizeBytes !== volume.sizeBytes || known.naaHex !== naaHex) {
     if (!known) log.info('volume created', { group: group.name, volume: volume.name, file, sizeBytes: volume.sizeBytes });
-    else if (known.sizeBytes !== volume.sizeBytes) log.warn('volume grown', { group: group.name, volume: volume.name, from: known.sizeBytes, to: volume.sizeBytes });
+    else if (known.sizeBytes !== volume.sizeBytes) log.warn(volume.sizeBytes > known.sizeBytes ? 'volume grown' : 'volume shrunk', { group: group.name, volume: volume.name, from: known.sizeBytes, to: volume.sizeBytes });
     await meta.update((m) => {
       m.volumes[key] = {
         group: group.name, volume: volume.name, file, sizeBytes: volume.sizeBytes, naaHex,

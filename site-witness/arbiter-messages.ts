@@ -18,7 +18,13 @@ export type WitnessAsk =
   /** Secondary: promote me (automatic failover, or `forced` by the operator: no data checks). */
   | { readonly kind: 'promotion'; readonly forced: boolean }
   /** Primary, during a switchover: I stopped acknowledging writes; make `to` primary. */
-  | { readonly kind: 'handover'; readonly to: SiteName };
+  | { readonly kind: 'handover'; readonly to: SiteName }
+  /**
+   * Either site: the request's epoch, with `primary` its primary, is one the witness has not made:
+   * an operator's forced failover made it while the witness was out of reach (role-machine.ts,
+   * "Forced failover without the witness"). The witness adopts it when it is consistent.
+   */
+  | { readonly kind: 'epoch-report'; readonly primary: SiteName };
 
 export interface WitnessRequest {
   readonly key: GroupKey;
@@ -47,7 +53,13 @@ export type RefusalReason =
   | 'LEASE_HELD'
   | 'SECONDARY_OUTDATED'
   | 'LAG_TOO_LARGE'
-  | 'CONFLICT';
+  | 'CONFLICT'
+  /**
+   * The primary was made by a forced failover without the witness and has not asked the witness for
+   * anything since it learned that the witness adopted its epoch: it may still be serving on the
+   * operator's order alone, with no lease to wait out. Only another forced failover replaces it.
+   */
+  | 'FORCED_PRIMARY_UNCONFIRMED';
 
 /** The durable part of the witness's record of one group, as it stands after the request. */
 export interface RecordView {
@@ -58,6 +70,8 @@ export interface RecordView {
   readonly lagMs: number | null;
   /** The current epoch came from a forced failover. */
   readonly forced: boolean;
+  /** ... made by a site on the operator's order while the witness was out of reach, adopted since. */
+  readonly forcedWithoutWitness: boolean;
 }
 
 export type ReplyOutcome =

@@ -13,7 +13,8 @@ export function requestToWire(r: WitnessRequest): Wire {
   const ask: Wire = a.kind === 'lease' ? { lease: {} }
     : a.kind === 'secondary-status' ? { secondary_status: { up_to_date: a.upToDate, lag_bounded: a.lagMs !== null, lag_ms: u64(a.lagMs ?? 0) } }
       : a.kind === 'promotion' ? { promotion: { forced: a.forced } }
-        : { handover: { to: a.to } };
+        : a.kind === 'epoch-report' ? { epoch_report: { primary: a.primary } }
+          : { handover: { to: a.to } };
   // Rounded down: a lease measured from an earlier send ends earlier, never later.
   return { key: r.key, site: r.site, epoch: u64(r.epoch), seq: u64(r.seq), sent_at_ms: u64(r.sentAtMs), incarnation: u64(r.incarnation), ...ask };
 }
@@ -28,6 +29,7 @@ export function requestFromWire(w: Wire): WitnessRequest {
     }
     case 'promotion': ask = { kind: 'promotion', forced: !!w.promotion.forced }; break;
     case 'handover': ask = { kind: 'handover', to: String(w.handover.to) }; break;
+    case 'epoch_report': ask = { kind: 'epoch-report', primary: String(w.epoch_report.primary ?? '') }; break;
     default: ask = { kind: 'lease' };
   }
   return {
@@ -43,13 +45,13 @@ export function replyToWire(r: WitnessReply): Wire {
     key: r.key, site: r.site, ask: r.ask, epoch: u64(r.epoch), seq: u64(r.seq), sent_at_ms: u64(r.sentAtMs), incarnation: u64(r.incarnation),
     granted: o.granted, lease_ms: u64(o.granted ? o.leaseMs : 0), refusal: o.granted ? 'REFUSAL_NONE' : o.reason,
     has_retry: !o.granted && o.retryInMs !== null, retry_in_ms: u64(!o.granted ? o.retryInMs ?? 0 : 0),
-    record: rec && { epoch: u64(rec.epoch), primary: rec.primary, secondary_up_to_date: rec.secondaryUpToDate, lag_bounded: rec.lagMs !== null, lag_ms: u64(rec.lagMs ?? 0), forced: rec.forced },
+    record: rec && { epoch: u64(rec.epoch), primary: rec.primary, secondary_up_to_date: rec.secondaryUpToDate, lag_bounded: rec.lagMs !== null, lag_ms: u64(rec.lagMs ?? 0), forced: rec.forced, forced_without_witness: rec.forcedWithoutWitness },
   };
 }
 
 export function replyFromWire(w: Wire): WitnessReply {
   const rec: RecordView | null = w.record
-    ? { epoch: num(w.record.epoch), primary: String(w.record.primary), secondaryUpToDate: !!w.record.secondary_up_to_date, lagMs: w.record.lag_bounded ? num(w.record.lag_ms) : null, forced: !!w.record.forced }
+    ? { epoch: num(w.record.epoch), primary: String(w.record.primary), secondaryUpToDate: !!w.record.secondary_up_to_date, lagMs: w.record.lag_bounded ? num(w.record.lag_ms) : null, forced: !!w.record.forced, forcedWithoutWitness: !!w.record.forced_without_witness }
     : null;
   return {
     key: { cluster: String(w.key?.cluster ?? ''), group: String(w.key?.group ?? '') }, site: String(w.site), ask: w.ask as WitnessAsk['kind'],

@@ -1,7 +1,7 @@
 // The arbiter alone, table-driven: each refusal reason, persist-before-reply ordering, leases on the
 // witness clock, restart grace, request sequences, and many clusters' groups side by side.
 import test from 'ava';
-import { arbiterStep, newArbiter, recordOf, restoreArbiter, type ArbiterAction, type ArbiterState } from './arbiter.ts';
+import { arbiterStep, checkTransition, newArbiter, recordOf, restoreArbiter, type ArbiterAction, type ArbiterState } from './arbiter.ts';
 import type { GroupKey, WitnessAsk, WitnessReply } from './arbiter-messages.ts';
 
 const db: GroupKey = { cluster: 'demo', group: 'db' };
@@ -128,4 +128,69 @@ test('many clusters and groups are kept apart', (t) => {
 
 test('the witness clock never goes back', (t) => {
   t.throws(() => arbiterStep(registered(), { type: 'tick', nowMs: -1 }), { message: /clock went back/ });
+});
+
+test('an epoch reported from a forced failover without the witness is adopted when its primary follows by parity; otherwise refused as a value', (t) => {
+  const promoted = ask(ask(registered(), 0, 'alpha', 1, { kind: 'lease' }).state, 3000, 'beta', 1, { kind: 'promotion', forced: false }).state; // epoch 2, beta
+  const cases: [string, ArbiterState, string, number, string, string][] = [
+    ['+3 from the old primary\'s epoch, by the forced site', registered(), 'beta', 4, 'beta', 'adopted'],
+    ['+3, told by the old primary that heard it from the peer', registered(), 'alpha', 4, 'beta', 'adopted'],
+    ['+2 over an epoch the witness made for the same site', promoted, 'beta', 4, 'beta', 'adopted'],
+    ['+1 over an epoch the witness made', promoted, 'alpha', 3, 'alpha', 'adopted'],
+    ['the epoch the witness holds, from its primary', promoted, 'beta', 2, 'beta', 'granted'],
+    ['a primary that breaks the parity', registered(), 'beta', 3, 'beta', 'CONFLICT'],
+    ['the same epoch with another primary', promoted, 'alpha', 2, 'alpha', 'CONFLICT'],
+    ['an older epoch', promoted, 'beta', 1, 'alpha', 'STALE_EPOCH'],
+    ['an unknown primary', registered(), 'beta', 4, 'gamma', 'UNKNOWN_SITE'],
+  ];
+  for (const [what, s, site, epoch, primary, want] of cases) {
+    const r = ask(s, 5000, site, epoch, { kind: 'epoch-report', primary });
+    const before = recordOf(s, db)!.epoch;
+    const got = !r.reply.outcome.granted ? r.reply.outcome.reason : recordOf(r.state, db)!.epoch > before ? 'adopted' : 'granted';
+    t.is(got, want, what);
+    if (want === 'adopted') {
+      t.like(recordOf(r.state, db), { epoch, primary, forced: true, forcedWithoutWitness: true, operatorHold: true, secondaryUpToDate: false }, what);
+      t.deepEqual(r.actions.map((a) => a.type), ['persist', 'reply', 'epoch-adopted'], `${what}: persisted before the reply`);
+      t.is(r.reply.outcome.granted && r.reply.outcome.leaseMs, site === primary ? leaseMs : 0, `${what}: a lease only for the primary`);
+    }
+  }
+});
+
+test('the adopted epoch wins over the old primary at once: its next renewal is refused with the record, whatever lease it held', (t) => {
+  const held = ask(registered(), 0, 'alpha', 1, { kind: 'lease' }).state;
+  const adopted = ask(held, 100, 'beta', 4, { kind: 'epoch-report', primary: 'beta' }).state;
+  const renewal = ask(adopted, 200, 'alpha', 1, { kind: 'lease' });
+  t.is(reason(renewal.reply), 'STALE_EPOCH');
+  t.like(renewal.reply.record, { epoch: 4, primary: 'beta', forcedWithoutWitness: true });
+});
+
+test('while a forced primary has not asked for a lease since its epoch was adopted, only a forced promotion replaces it; its lease ask ends the hold, and a late report cannot set it again', (t) => {
+  // The old primary reported the epoch; the forced site itself has not been heard.
+  const s = ask(registered(), 0, 'alpha', 4, { kind: 'epoch-report', primary: 'beta' }, 3).state;
+  t.is(recordOf(s, db)?.leaseExpiresAtMs, leaseMs, 'the forced primary is deemed to hold a lease from the adoption on');
+  t.is(reason(ask(s, 60_000, 'alpha', 4, { kind: 'promotion', forced: false }, 3).reply), 'FORCED_PRIMARY_UNCONFIRMED');
+  t.is(reason(ask(s, 1000, 'alpha', 4, { kind: 'promotion', forced: true }, 3).reply), 'LEASE_HELD', 'a forced promotion still waits for the lease');
+  const overridden = ask(s, 60_000, 'alpha', 4, { kind: 'promotion', forced: true }, 3);
+  t.like(overridden.reply.record, { epoch: 5, primary: 'alpha', forced: true, forcedWithoutWitness: false });
+  t.false(recordOf(overridden.state, db)!.operatorHold);
+  // The forced site reports (seq 7), learns the adoption, and asks for a lease under seq 8.
+  const reported = ask(s, 100, 'beta', 4, { kind: 'epoch-report', primary: 'beta' }, 7);
+  t.true(reported.reply.outcome.granted);
+  t.true(recordOf(reported.state, db)!.operatorHold, 'a report is no sign that it left the operator\'s authority');
+  const leased = ask(reported.state, 200, 'beta', 4, { kind: 'lease' }, 8);
+  t.deepEqual(leased.actions.map((a) => a.type), ['persist', 'reply'], 'the end of the hold is persisted');
+  t.false(recordOf(leased.state, db)!.operatorHold);
+  t.is(reason(ask(leased.state, 300, 'beta', 4, { kind: 'epoch-report', primary: 'beta' }, 7).reply), 'STALE_REQUEST');
+  t.is(reason(ask(leased.state, 5000, 'alpha', 4, { kind: 'promotion', forced: false }, 3).reply), 'SECONDARY_OUTDATED', 'automatic failover rules again');
+});
+
+test('records from before forced failovers without the witness restore without their flags; an epoch jump is allowed only for an adopted forced epoch', (t) => {
+  const s = registered();
+  const { leaseExpiresAtMs: _, forcedWithoutWitness: _f, operatorHold: _h, ...old } = recordOf(s, db)!;
+  const back = restoreArbiter([old as never], 0);
+  t.like(recordOf(back, db), { epoch: 1, forcedWithoutWitness: false, operatorHold: false });
+  const r = recordOf(s, db)!;
+  t.throws(() => checkTransition(r, { ...r, epoch: 3, primary: 'beta', forcedWithoutWitness: false }), { message: /jumped/ });
+  t.throws(() => checkTransition(r, { ...r, epoch: 4, primary: 'alpha', forcedWithoutWitness: true }), { message: /primary/ });
+  t.notThrows(() => checkTransition(r, { ...r, epoch: 4, primary: 'beta', forcedWithoutWitness: true }));
 });

@@ -5,16 +5,24 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Command } from 'commander';
 import * as grpc from '@grpc/grpc-js';
-import { createLogger } from '../common/log.ts';
+import { createLogger, type Logger } from '../common/log.ts';
+import { LogLimiter } from '../common/log-limiter.ts';
 import { serviceOf } from '../common/proto.ts';
 import { startGrpcServer, shutdownGrpcServer } from '../common/grpc-server.ts';
 import { loadTopologyOrExit, announceReady, onStopSignal, runMain, EXIT_USAGE } from '../common/daemon.ts';
 import { VERSION } from '../common/version.ts';
+import { ensureAutoPki } from '../common/tls/pki.ts';
+import { callerIdentity, loadGrpcSecurity, useGrpcSecurity } from '../common/tls/grpc-security.ts';
+import { identityUri } from '../common/tls/identity.ts';
 import { openRecordStore } from './record-store.ts';
 import { WitnessService, InvalidWitnessRequest } from './witness-service.ts';
 import { requestFromWire, replyToWire } from './arbiter-wire.ts';
+import { reachService } from '../common/ops/reach-service.ts';
+import { openDrillStore } from './drills/drill-store.ts';
+import { DrillCoordinator, drillsService } from './drills/drills-service.ts';
 import type { Topology } from '../common/topology/index.ts';
 import type { GroupRegistration } from './arbiter.ts';
+import { witnessTopology, witnessTopologyService } from './topology-apply.ts';
 
 type Callback = (err: grpc.ServiceError | null, reply?: object) => void;
 
@@ -28,14 +36,27 @@ function registrations(t: Topology): GroupRegistration[] {
   }));
 }
 
+/** A RegisterGroup naming a group or site this witness's topology does not have, or undefined. */
+function checkKnownGroup(t: Topology, q: Record<string, any>): string | undefined {
+  if (q.key?.cluster !== t.name) return `this witness serves cluster ${t.name}, not ${String(q.key?.cluster).slice(0, 64)}`;
+  if (!t.groups.some((g) => g.name === q.key?.group)) return `group ${String(q.key?.group).slice(0, 64)} is not in the topology of cluster ${t.name}`;
+  const sites = t.sites.map((s) => s.name);
+  if (!q.sites.every((s: unknown) => sites.includes(String(s)))) return `the sites of cluster ${t.name} are ${sites.join(' and ')}`;
+  return undefined;
+}
+
 /** Maps a refused or failed call to a gRPC status with a reason; never crashes the witness. */
-function answer<T extends object>(cb: Callback, work: () => Promise<T>, log: { error(m: string, meta?: Record<string, unknown>): void }): void {
-  work().then(
+function answer<T extends object>(cb: Callback, work: () => Promise<T>, log: Logger, refusals: LogLimiter, call: grpc.ServerUnaryCall<unknown, unknown>): void {
+  // A throw before the first await (a malformed message) is a refusal too, never a crash.
+  Promise.resolve().then(work).then(
     (reply) => cb(null, reply),
     (err: unknown) => {
       const fail = (code: grpc.status, details: string): void =>
         cb({ code, details, name: 'WitnessRefusal', message: details, metadata: new grpc.Metadata() });
-      if (err instanceof InvalidWitnessRequest) return fail(grpc.status.INVALID_ARGUMENT, err.message);
+      if (err instanceof InvalidWitnessRequest) {
+        refusals.warn('witness call refused', { call: call.getPath(), peer: call.getPeer(), reason: err.message });
+        return fail(grpc.status.INVALID_ARGUMENT, err.message);
+      }
       log.error('arbitration failed', { error: err instanceof Error ? err.message : String(err) });
       fail(grpc.status.INTERNAL, 'the witness could not record the decision');
     },
@@ -52,26 +73,41 @@ async function main(): Promise<void> {
   program.parse();
   const opts = program.opts<{ file: string; logFile?: string }>();
 
-  const topology = await loadTopologyOrExit(opts.file);
-  const w = topology.witness;
+  const fileTopology = await loadTopologyOrExit(opts.file);
+  const w = fileTopology.witness;
   await fs.mkdir(w.dataDir, { recursive: true });
   const log = createLogger({ component: 'witness', file: opts.logFile ?? path.join(w.dataDir, 'logs', 'witness.log') });
 
+  const pki = await ensureAutoPki(fileTopology);
+  for (const m of pki.made) log.info('made certificates', { what: m });
+  useGrpcSecurity(loadGrpcSecurity(fileTopology, { kind: "witness", cluster: fileTopology.name }));
+
   const store = await openRecordStore(path.join(w.dataDir, 'witness.json'));
-  await store.noteStart(topology.name);
+  await store.noteStart(fileTopology.name);
+  // A restart serves the topology last applied (site-witness/topology-apply.ts), not necessarily the file's.
+  const topology = await witnessTopology(store, fileTopology, log);
   const service = new WitnessService(store, () => performance.now(), log);
-  for (const g of registrations(topology)) {
-    const r = await service.register(g);
-    if (!r.accepted) log.error('group registration refused', { cluster: g.key.cluster, group: g.key.group, refusal: r.refusal });
-  }
+  const registerAll = async (t: Topology): Promise<void> => {
+    for (const g of registrations(t)) {
+      const r = await service.register(g);
+      if (!r.accepted) log.error('group registration refused', { cluster: g.key.cluster, group: g.key.group, refusal: r.refusal });
+    }
+  };
+  await registerAll(topology);
+
+  const drillStore = await openDrillStore(path.join(w.dataDir, 'drills.json'), () => new Date().toISOString());
+  const drills = new DrillCoordinator({ topology, store: drillStore, records: () => service.records(), log: log.child({ part: 'drills' }), operationTimeoutMs: 120_000 });
 
   const startedAt = performance.now();
+  const refusals = new LogLimiter(log);
   const Witness = serviceOf('witness.proto', 'MetroWitness');
   const { server, port } = await startGrpcServer({
     address: w.address,
     port: w.port,
-    services: [{
+    log,
+    services: [reachService(topology, 'witness'), drillsService(drills, topology, () => service.records()), {
       definition: Witness.service,
+      access: { Health: 'viewer', RegisterGroup: ['agent', 'admin'], Arbitrate: 'agent', GetTopology: 'viewer', ApplyTopology: 'admin' },
       implementation: {
         Health: (_call: unknown, cb: (err: null, reply: object) => void) => cb(null, {
           role: 'witness', cluster: topology.name, site: '', version: VERSION,
@@ -80,6 +116,9 @@ async function main(): Promise<void> {
         RegisterGroup: (call: grpc.ServerUnaryCall<Record<string, any>, object>, cb: Callback) => answer(cb, async () => {
           const q = call.request;
           if (!Array.isArray(q.sites) || q.sites.length !== 2) throw new InvalidWitnessRequest('a group has exactly two sites');
+          // Records persist: only the topology's groups, on its sites, may be (re)registered.
+          const known = checkKnownGroup(topology, q);
+          if (known) throw new InvalidWitnessRequest(known);
           const r = await service.register({
             key: { cluster: String(q.key?.cluster ?? ''), group: String(q.key?.group ?? '') },
             sites: [String(q.sites?.[0] ?? ''), String(q.sites?.[1] ?? '')] as const,
@@ -87,16 +126,28 @@ async function main(): Promise<void> {
             leaseMs: Number(q.lease_ms), maxDataLossMs: Number(q.max_data_loss_ms),
           });
           return { accepted: r.accepted, refusal: r.refusal ?? 'REFUSAL_NONE' };
-        }, log),
-        Arbitrate: (call: grpc.ServerUnaryCall<Record<string, any>, object>, cb: Callback) => answer(cb, async () => replyToWire(await service.arbitrate(requestFromWire(call.request))), log),
+        }, log, refusals, call),
+        ...witnessTopologyService({ store, cluster: topology.name, register: registerAll, log }),
+        Arbitrate: (call: grpc.ServerUnaryCall<Record<string, any>, object>, cb: Callback) => {
+          // An agent speaks for its own site only (the role table let any topology agent in).
+          const caller = callerIdentity(call);
+          if (caller?.kind === 'agent' && String(call.request.site) !== caller.site) {
+            const details = `permission denied: agent ${caller.site} may not arbitrate for site ${String(call.request.site)}`;
+            refusals.warn('call refused', { method: 'Arbitrate', caller: identityUri(caller), peer: call.getPeer(), reason: details });
+            return cb({ code: grpc.status.PERMISSION_DENIED, details, name: 'WitnessRefusal', message: details, metadata: new grpc.Metadata() });
+          }
+          answer(cb, async () => replyToWire(await service.arbitrate(requestFromWire(call.request))), log, refusals, call);
+        },
       },
     }],
   });
-  log.info('witness serving', { cluster: topology.name, address: w.address, port });
+  drills.schedule();
+  log.info('witness serving', { cluster: topology.name, address: w.address, port, drills: topology.drills.map((d) => d.name) });
   announceReady({ type: 'ready', role: 'witness', name: 'witness', listen: [{ what: 'grpc', address: w.address, port }] });
 
   onStopSignal(async () => {
     log.info('witness stopping');
+    drills.stop();
     await shutdownGrpcServer(server);
   });
 }

@@ -7,16 +7,28 @@ import { assert } from '../common/assert.ts';
 import type { DurableRecord } from './arbiter.ts';
 import { groupKeyString } from './arbiter-messages.ts';
 
+/** The topology the witness serves (site-witness/topology-apply.ts); versions only grow. */
+export interface WitnessTopology {
+  version: number;
+  text: string;
+  file: string;
+  appliedAt: string;
+  pendingPhase?: 'prepare' | 'commit';
+}
+
 interface WitnessFile {
   formatVersion: 1;
   clusters: Record<string, { firstSeenAt: string; startCount: number }>;
   records: Record<string, DurableRecord>;
+  topology?: WitnessTopology;
 }
 
 export interface RecordStore {
   records(): DurableRecord[];
   save(record: DurableRecord): Promise<void>;
   noteStart(cluster: string): Promise<void>;
+  topology(): WitnessTopology | undefined;
+  saveTopology(t: WitnessTopology): Promise<void>;
 }
 
 export async function openRecordStore(file: string): Promise<RecordStore> {
@@ -37,6 +49,13 @@ export async function openRecordStore(file: string): Promise<RecordStore> {
       const before = db.data.records[key];
       assert(!before || record.epoch >= before.epoch, `witness record ${key}: epoch would go back from ${before?.epoch} to ${record.epoch}`);
       db.data.records[key] = record;
+      await db.write();
+    },
+    topology: () => db.data.topology,
+    saveTopology: async (t) => {
+      const before = db.data.topology?.version;
+      assert(Number.isSafeInteger(t.version) && t.version >= 1 && (before === undefined || t.version >= before), `topology version would go from ${before} to ${t.version}`);
+      db.data.topology = t;
       await db.write();
     },
     noteStart: async (cluster) => {

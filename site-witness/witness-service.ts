@@ -2,7 +2,8 @@
 // clock, every `persist` action is written to the record store before the reply leaves (the
 // arbiter's contract), and malformed requests are refused before they reach the core.
 import type { Logger } from '../common/log.ts';
-import { arbiterStep, restoreArbiter, type ArbiterAction, type ArbiterState, type GroupRegistration } from './arbiter.ts';
+import { nameBytesMax, safeU64 } from '../common/grpc-validate.ts';
+import { arbiterStep, restoreArbiter, type ArbiterAction, type ArbiterState, type DurableRecord, type GroupRegistration } from './arbiter.ts';
 import type { WitnessReply, WitnessRequest } from './arbiter-messages.ts';
 import type { RecordStore } from './record-store.ts';
 
@@ -11,14 +12,17 @@ export class InvalidWitnessRequest extends Error {
   override name = 'InvalidWitnessRequest';
 }
 
-const nameMax = 223; // an IQN's length bound, ample for cluster, group and site names
-const safe = (n: number): boolean => Number.isSafeInteger(n) && n >= 0;
+const nameMax = nameBytesMax;
+const safe = (n: number): boolean => safeU64(n) !== undefined;
+/** A lease longer than this would let a silent primary block failover for too long to be meant. */
+export const leaseMsMax = 3_600_000;
 
 function checkRequest(r: WitnessRequest): void {
   const names = [r.key.cluster, r.key.group, r.site];
   if (names.some((s) => s.length === 0 || s.length > nameMax)) throw new InvalidWitnessRequest('cluster, group and site must be names of 1 to 223 characters');
   if (![r.epoch, r.seq, r.sentAtMs, r.incarnation].every(safe)) throw new InvalidWitnessRequest('epoch, seq, sent_at_ms and incarnation must be integers below 2^53');
   if (r.ask.kind === 'handover' && (r.ask.to.length === 0 || r.ask.to.length > nameMax)) throw new InvalidWitnessRequest('handover needs a site to hand over to');
+  if (r.ask.kind === 'epoch-report' && (r.ask.primary.length === 0 || r.ask.primary.length > nameMax)) throw new InvalidWitnessRequest('an epoch report names the primary of its epoch');
   if (r.ask.kind === 'secondary-status' && r.ask.lagMs !== null && !safe(r.ask.lagMs)) throw new InvalidWitnessRequest('lag_ms must be an integer below 2^53');
 }
 
@@ -27,7 +31,9 @@ function checkRegistration(g: GroupRegistration): void {
   if (g.sites.length !== 2 || g.sites[0] === g.sites[1]) throw new InvalidWitnessRequest('a group has exactly two distinct sites');
   if (names.some((s) => s.length === 0 || s.length > nameMax)) throw new InvalidWitnessRequest('cluster, group and site must be names of 1 to 223 characters');
   if (!g.sites.includes(g.preferredSite)) throw new InvalidWitnessRequest('the preferred site must be one of the two sites');
-  if (!safe(g.leaseMs) || g.leaseMs === 0 || !safe(g.maxDataLossMs)) throw new InvalidWitnessRequest('lease_ms must be positive and max_data_loss_ms an integer');
+  if (!safe(g.leaseMs) || g.leaseMs === 0 || g.leaseMs > leaseMsMax || !safe(g.maxDataLossMs)) {
+    throw new InvalidWitnessRequest(`lease_ms must be from 1 to ${leaseMsMax} and max_data_loss_ms an integer below 2^53`);
+  }
 }
 
 export class WitnessService {
@@ -63,10 +69,20 @@ export class WitnessService {
     });
   }
 
+  /** The durable record of every group, read-only (drills and runbooks read them). */
+  records(): DurableRecord[] {
+    return [...this.state.groups.values()].map((g) => g.durable);
+  }
+
   private async apply(next: ArbiterState, actions: readonly ArbiterAction[]): Promise<void> {
     for (const a of actions) {
       if (a.type === 'persist') await this.store.save(a.record);
       else if (a.type === 'primary-changed') this.log.warn('primary changed', { cluster: a.key.cluster, group: a.key.group, from: a.from, to: a.to, epoch: a.epoch, cause: a.cause });
+      else if (a.type === 'epoch-adopted') {
+        this.log.warn('adopted an epoch made by a forced failover without the witness', {
+          cluster: a.key.cluster, group: a.key.group, fromEpoch: a.fromEpoch, epoch: a.epoch, primary: a.primary, reportedBy: a.reportedBy,
+        });
+      }
     }
     this.state = next;
   }

@@ -6,6 +6,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { startCluster, makeTopology, repoRoot, type TestCluster } from './harness/cluster.ts';
 import { requireTools, run } from './harness/tools.ts';
+import { removeClusterDir } from './harness/secrets.ts';
 
 const host1 = 'iqn.2026-11.org.example:host1';
 const intruder = 'iqn.2026-11.org.example:intruder';
@@ -73,6 +74,6 @@ test('a CHAP secret file readable by others is refused at start with the reason'
     t.regex(r.stderr, /secrets\/host1 is accessible by group or others \(mode 644\); run chmod 600/);
     t.false(r.stderr.includes(hostSecret), 'the secret itself is never printed');
   } finally {
-    await fs.rm(dir, { recursive: true, force: true });
+    await removeClusterDir(dir);
   }
 });

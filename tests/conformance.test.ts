@@ -1,16 +1,19 @@
 // libiscsi's conformance suite (iscsi-test-cu --dataloss, two initiator names) against a running
-// agent. It fails on any test CUnit fails, on any "[FAILED]" line, and on any "[SKIPPED]" line,
-// except for the explicit allow-lists below, each entry saying why it cannot apply here.
+// cluster, in libiscsi's multipath mode: two URLs, one per site's portal, for the same LUN. The
+// first URL carries the whole suite, the second carries its second-initiator sessions and the
+// MultipathIO tests. Two runs at once, on two groups whose primary is alpha: one through the
+// primary's portal first, one through the secondary's (every command forwarded to the primary), so
+// both score in the same run for the time of one. Each fails on any test CUnit fails, on any
+// "[FAILED]" line, and on any "[SKIPPED]" line, except for the explicit allow-lists below, each
+// entry saying why it cannot apply here.
 import test from 'ava';
 import { startCluster, type TestCluster } from './harness/cluster.ts';
+import { TestSession } from './harness/initiator.ts';
 import { requireTools } from './harness/tools.ts';
-import { runConformance, type CaseResult } from './harness/conformance.ts';
+import { runConformance, type CaseResult, type ConformanceReport } from './harness/conformance.ts';
 
 /** Skips that are right for this target: [test-name pattern, skip-message pattern, why]. */
 const skipAllowList: Array<[RegExp, RegExp, string]> = [
-  // The suite was given one portal: multipath tests need the second site's portal serving the
-  // same LUN, which mirroring brings (issue 4); until then the peer's port group is standby.
-  [/./, /Multipath unavailable/, 'single portal: the peer site serves the LUN once mirroring exists'],
   // SANITIZE destroys the whole medium; the suite runs it only with --allow-sanitize.
   [/^Sanitize/, /--allow-sanitize flag is not set/, 'sanitize not requested'],
   // A disk is neither removable nor write-protected: these tests apply only to such media.
@@ -42,34 +45,73 @@ const allowed = (list: Array<[RegExp, RegExp, string]>, c: CaseResult, msg: stri
 let cluster: TestCluster | undefined;
 test.after.always(async () => { await cluster?.stop(); });
 
-test.serial('iscsi-test-cu: zero failures, skips only from the allow-list, and the agent stays up', async (t) => {
+/** The suite's findings outside the allow-lists, and its counts. */
+function score(report: ConformanceReport) {
+  const failed = report.cases.filter((k) => k.verdict === 'failed').map((k) => k.name);
+  const failedLines = [...new Set(report.cases.flatMap((k) => k.failedMessages.filter((m) => !allowed(failedLineAllowList, k, m)).map((m) => `${k.name}: ${m}`)))];
+  const skips = report.cases.flatMap((k) => k.skippedMessages.map((m) => ({ k, m })));
+  const badSkips = [...new Set(skips.filter(({ k, m }) => !allowed(skipAllowList, k, m)).map(({ k, m }) => `${k.name}: ${m}`))];
+  const skipped = [...new Set(skips.map(({ k }) => k.name))].sort();
+  const multipath = report.cases.filter((k) => k.name.startsWith('MultipathIO.')).map((k) => `${k.name}: ${k.verdict}${k.skippedMessages.length ? ' (skipped)' : ''}`);
+  return { failed, failedLines, badSkips, skipped, skipMessages: skips.length, multipath };
+}
+
+/** Waits until the secondary's portal forwards the group's commands (TEST UNIT READY turns GOOD). */
+async function waitForwarding(c: TestCluster, group: string): Promise<void> {
+  const [host, port] = c.portal(2).split(':');
+  const s = await TestSession.open({ host, port: Number(port), initiatorName: 'iqn.2026-11.org.example:conformance-wait', targetName: c.iqn(group) });
+  try {
+    for (const until = performance.now() + 60_000; performance.now() < until;) {
+      if ((await s.command(0, Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]))).status === 0) return;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new Error(`the secondary never forwarded group ${group}`);
+  } finally {
+    s.destroy();
+  }
+}
+
+test.serial('iscsi-test-cu, multipath through both sites, first through the primary and first through the secondary: zero failures, skips only from the allow-list, the agents stay up', async (t) => {
   if (!requireTools(t, ['iscsi-test-cu'])) return;
+  t.timeout(28 * 60_000);
   cluster = await startCluster({
     groups: `
   - name: conf
     preferredSite: alpha
+    volumes: [ { name: disk, size: 128MiB } ]
+  - name: conf-fwd
+    preferredSite: alpha
     volumes: [ { name: disk, size: 128MiB } ]`,
+    // Sync mirroring keeps the secondary up-to-date: its port group active/non-optimized.
+    extra: 'replication: { ack: sync }',
   });
   const c = cluster;
-  const pid = c.up.pidOf('agent alpha');
-  const report = await runConformance({
-    url: `iscsi://${c.portal(1)}/${c.iqn('conf')}/0`,
-    initiator: 'iqn.2026-11.org.example:conformance-1',
-    initiator2: 'iqn.2026-11.org.example:conformance-2',
-  });
-  t.false(report.timedOut, 'the suite finished within its deadline');
-  t.truthy(report.summary, `CUnit printed its run summary:\n${report.raw.slice(-3000)}`);
-  const s = report.summary!;
-  const failed = report.cases.filter((k) => k.verdict === 'failed');
-  const failedLines = report.cases.flatMap((k) => k.failedMessages.filter((m) => !allowed(failedLineAllowList, k, m)).map((m) => `${k.name}: ${m}`));
-  const skips = report.cases.flatMap((k) => k.skippedMessages.map((m) => ({ k, m })));
-  const badSkips = skips.filter(({ k, m }) => !allowed(skipAllowList, k, m)).map(({ k, m }) => `${k.name}: ${m}`);
-  t.log(`iscsi-test-cu: ${s.tests} tests, ${s.passed} passed, ${s.failed} failed; ${skips.length} skip messages (${badSkips.length} outside the allow-list)`);
-  for (const line of [...new Set([...failed.map((k) => `FAILED ${k.name}`), ...failedLines.map((l) => `[FAILED] ${l}`), ...badSkips.map((l) => `[SKIPPED] ${l}`)])]) t.log(line);
-  t.true(s.ran >= 600, `the whole suite ran (${s.ran} tests)`);
-  t.deepEqual(failed.map((k) => k.name), [], 'no test failed');
-  t.deepEqual([...new Set(failedLines)], [], 'no [FAILED] line outside the allow-list');
-  t.deepEqual([...new Set(badSkips)], [], 'no [SKIPPED] line outside the allow-list');
-  t.notRegex(c.up.output(), /agent alpha exited/, 'the agent never crashed during the suite');
-  t.is(c.up.pidOf('agent alpha'), pid);
+  await Promise.all([waitForwarding(c, 'conf'), waitForwarding(c, 'conf-fwd')]);
+  const pids = [c.up.pidOf('agent alpha'), c.up.pidOf('agent beta')];
+  const url = (site: 1 | 2, group: string) => `iscsi://${c.portal(site)}/${c.iqn(group)}/0`;
+  const initiators = { initiator: 'iqn.2026-11.org.example:conformance-1', initiator2: 'iqn.2026-11.org.example:conformance-2' };
+  const [primary, secondary] = await Promise.all([
+    runConformance({ url: url(1, 'conf'), multipathUrl: url(2, 'conf'), ...initiators, timeoutMs: 25 * 60_000 }),
+    runConformance({ url: url(2, 'conf-fwd'), multipathUrl: url(1, 'conf-fwd'), ...initiators, timeoutMs: 25 * 60_000 }),
+  ]);
+  const scores: Record<string, ReturnType<typeof score>> = {};
+  for (const [name, report] of [['through the primary', primary], ['through the secondary', secondary]] as const) {
+    t.false(report.timedOut, `${name}: the suite finished within its deadline`);
+    t.truthy(report.summary, `${name}: CUnit printed its run summary:\n${report.raw.slice(-3000)}`);
+    const s = report.summary!;
+    const sc = score(report);
+    scores[name] = sc;
+    t.log(`${name}: ${s.tests} tests, ${s.passed} passed, ${s.failed} failed; ${sc.skipMessages} skip messages (${sc.badSkips.length} outside the allow-list); ${sc.multipath.join(', ')}`);
+    for (const line of [...sc.failed.map((k) => `FAILED ${k}`), ...sc.failedLines.map((l) => `[FAILED] ${l}`), ...sc.badSkips.map((l) => `[SKIPPED] ${l}`)]) t.log(`${name}: ${line}`);
+    t.true(s.ran >= 600, `${name}: the whole suite ran (${s.ran} tests)`);
+    t.deepEqual(sc.failed, [], `${name}: no test failed`);
+    t.deepEqual(sc.failedLines, [], `${name}: no [FAILED] line outside the allow-list`);
+    t.deepEqual(sc.badSkips, [], `${name}: no [SKIPPED] line outside the allow-list`);
+    // The suite runs each family (ALL, SCSI, LINUX): MultipathIO comes more than once, each time over both portals.
+    t.deepEqual([...new Set(sc.multipath)].sort(), ['MultipathIO.CompareAndWrite: passed', 'MultipathIO.CompareAndWriteAsync: passed', 'MultipathIO.Reset: passed', 'MultipathIO.Simple: passed'], `${name}: MultipathIO ran over both portals and passed`);
+  }
+  t.is(secondary.summary?.ran, primary.summary?.ran, 'the same tests ran through either portal');
+  t.deepEqual(scores['through the secondary'].skipped, scores['through the primary'].skipped, 'the same tests skipped through either portal');
+  t.notRegex(c.up.output(), /agent (alpha|beta) exited/, 'no agent crashed during the suite');
+  t.deepEqual([c.up.pidOf('agent alpha'), c.up.pidOf('agent beta')], pids);
 });

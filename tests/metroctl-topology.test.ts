@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { metroctlBin, repoRoot } from './harness/cluster.ts';
 import { run } from './harness/tools.ts';
+import { removeClusterDir } from './harness/secrets.ts';
 
 for (const example of ['local-demo.yaml', 'active-passive.yaml', 'long-distance-async.yaml']) {
   test(`example ${example} validates`, async (t) => {
@@ -29,6 +30,6 @@ test('a broken topology is refused with its position and exit code 2', async (t)
     const usage = await run(process.execPath, [metroctlBin, 'topology', 'validate']);
     t.is(usage.code, 2, 'a missing argument is bad usage');
   } finally {
-    await fs.rm(dir, { recursive: true, force: true });
+    await removeClusterDir(dir);
   }
 });

@@ -5,7 +5,7 @@ import test from 'ava';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { startCluster, type TestCluster } from './harness/cluster.ts';
-import { requireTools, run } from './harness/tools.ts';
+import { qemuIoFailed, requireTools, run } from './harness/tools.ts';
 
 const clusters: TestCluster[] = [];
 test.after.always(async () => { await Promise.all(clusters.map((c) => c.stop())); });
@@ -22,7 +22,7 @@ function volumePath(c: TestCluster, site: string, group: string, volume: string)
 async function qemuIo(url: string, commands: string[]): Promise<void> {
   const r = await run('qemu-io', ['-f', 'raw', ...commands.flatMap((c) => ['-c', c]), url], { timeoutMs: 120_000 });
   const out = r.stdout + r.stderr;
-  if (r.code !== 0 || /fail|error/i.test(out)) throw new Error(`qemu-io ${url} exit ${r.code}:\n${out.slice(0, 4000)}`);
+  if (r.code !== 0 || qemuIoFailed(out)) throw new Error(`qemu-io ${url} exit ${r.code}:\n${out.slice(0, 4000)}`);
 }
 
 /** Polls until both files are identical (the mirror drained) or the deadline passes; returns the last comparison. */

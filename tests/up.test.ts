@@ -3,7 +3,7 @@
 import test from 'ava';
 import { makeTopology, startUp, metroctlBin, type UpProcess } from './harness/cluster.ts';
 import { run } from './harness/tools.ts';
-import fs from 'node:fs/promises';
+import { removeClusterDir } from './harness/secrets.ts';
 
 function alive(pid: number): boolean {
   try { process.kill(pid, 0); return true; } catch { return false; }
@@ -25,7 +25,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     let up: UpProcess | undefined;
     try {
       up = startUp(file);
-      await up.waitFor(/^ready$/m, 60_000);
+      await up.waitFor(/^ready$/m, 150_000); // a loaded 2-core machine starts daemons slowly
       const out = up.output();
       t.regex(out, new RegExp(`^witness\\s+pid \\d+\\s+grpc ${re(3)}:7400`, 'm'));
       t.regex(out, new RegExp(`^agent alpha\\s+pid \\d+\\s+iscsi ${re(1)}:3260\\s+grpc ${re(1)}:7401`, 'm'));
@@ -33,7 +33,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       t.regex(out, new RegExp(`iscsi://${re(2)}:3260/iqn\\.2026-11\\.io\\.metrocluster:test\\.db/1`));
       const pids = ['witness', 'agent alpha', 'agent beta'].map((n) => up!.pidOf(n));
 
-      const status = await run(process.execPath, [metroctlBin, 'status', '-f', file, '-o', 'json'], { timeoutMs: 30_000 });
+      const status = await run(process.execPath, [metroctlBin, 'status', '-f', file, '-o', 'json'], { timeoutMs: 90_000 });
       t.is(status.code, 0, status.stderr);
       const report = JSON.parse(status.stdout) as { witness: { up: boolean; pid: number }; sites: Array<{ name: string; up: boolean; pid: number; groups: Array<{ name: string; role: string }> }> };
       t.true(report.witness.up);
@@ -47,12 +47,12 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       t.is(await exited, 0);
       t.true(await waitGone(pids, 15_000), 'every daemon has exited');
 
-      const after = await run(process.execPath, [metroctlBin, 'status', '-f', file, '-o', 'json'], { timeoutMs: 30_000 });
+      const after = await run(process.execPath, [metroctlBin, 'status', '-f', file, '-o', 'json'], { timeoutMs: 90_000 });
       t.is(after.code, 1, 'status fails when the daemons are down');
       t.false((JSON.parse(after.stdout) as { witness: { up: boolean } }).witness.up);
     } finally {
       if (up && up.child.exitCode === null) up.child.kill('SIGKILL');
-      await fs.rm(dir, { recursive: true, force: true });
+      await removeClusterDir(dir);
     }
   });
 }

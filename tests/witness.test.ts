@@ -7,10 +7,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { makeTopology, repoRoot } from './harness/cluster.ts';
+import { makeTopology, repoRoot, securityFor } from './harness/cluster.ts';
 import { dial } from '../common/grpc-client.ts';
 import { requestToWire, replyFromWire } from '../site-witness/arbiter-wire.ts';
 import type { WitnessAsk, WitnessReply } from '../site-witness/arbiter-messages.ts';
+import { removeClusterDir } from './harness/secrets.ts';
 
 function startWitness(file: string): Promise<ChildProcess> {
   const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'metro-witness.js'), '-f', file], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
@@ -25,19 +26,26 @@ function kill(child: ChildProcess): Promise<void> {
 }
 
 test('the witness arbitrates leases and promotions and keeps its records across SIGKILL', async (t) => {
-  const { dir, file, host, name } = await makeTopology({ extra: 'failover: { leaseMs: 1500, maxDataLossMs: 0 }' });
+  // The lease outlasts a restart plus a reconnect with a TLS handshake on a loaded machine.
+  const leaseMs = 5000;
+  const { dir, file, host, name } = await makeTopology({ extra: `failover: { leaseMs: ${leaseMs}, maxDataLossMs: 0 }` });
   let witness = await startWitness(file);
-  const client = dial('witness.proto', 'MetroWitness', host(3), 7400);
+  // Each site's agent speaks for itself, with its own certificate.
+  const clients = {
+    alpha: dial('witness.proto', 'MetroWitness', host(3), 7400, { security: await securityFor(file, { agent: 'alpha' }) }),
+    beta: dial('witness.proto', 'MetroWitness', host(3), 7400, { security: await securityFor(file, { agent: 'beta' }) }),
+  };
+  const client = clients.alpha;
   const seq = { alpha: 0, beta: 0 };
   const ask = (site: 'alpha' | 'beta', epoch: number, a: WitnessAsk): Promise<WitnessReply> => new Promise((resolve, reject) => {
     seq[site] += 1;
     const req = requestToWire({ key: { cluster: name, group: 'db' }, site, epoch, seq: seq[site], sentAtMs: Math.floor(performance.now()), incarnation: 1, ask: a });
-    (client as any).Arbitrate(req, { deadline: Date.now() + 5000 }, (err: grpc.ServiceError | null, w: object) => err ? reject(err) : resolve(replyFromWire(w)));
+    (clients[site] as any).Arbitrate(req, { deadline: Date.now() + 5000 }, (err: grpc.ServiceError | null, w: object) => err ? reject(err) : resolve(replyFromWire(w)));
   });
   try {
     // The topology's groups are registered at start: db has epoch 1 with its preferred site alpha.
     const lease = await ask('alpha', 1, { kind: 'lease' });
-    t.deepEqual(lease.outcome, { granted: true, leaseMs: 1500 });
+    t.deepEqual(lease.outcome, { granted: true, leaseMs });
     t.is(lease.record?.epoch, 1);
     t.is(lease.record?.primary, 'alpha');
 
@@ -52,7 +60,7 @@ test('the witness arbitrates leases and promotions and keeps its records across 
     t.is(afterRestart.record?.epoch, 1);
 
     // Once the lease has surely ended, the up-to-date secondary is promoted: epoch 2.
-    await new Promise((r) => setTimeout(r, 1700));
+    await new Promise((r) => setTimeout(r, leaseMs + 200));
     const promoted = await ask('beta', 1, { kind: 'promotion', forced: false });
     t.like(promoted.outcome, { granted: true });
     t.is(promoted.record?.epoch, 2);
@@ -73,8 +81,9 @@ test('the witness arbitrates leases and promotions and keeps its records across 
     const record = JSON.parse(await fs.readFile(path.join(dir, 'data', 'witness', 'witness.json'), 'utf8'));
     t.is(record.records[`${name}/db`].epoch, 2, 'the record on disk holds epoch 2');
   } finally {
-    client.close();
+    clients.alpha.close();
+    clients.beta.close();
     await kill(witness);
-    await fs.rm(dir, { recursive: true, force: true });
+    await removeClusterDir(dir);
   }
 });

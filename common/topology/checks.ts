@@ -55,6 +55,7 @@ export function checkTopology(raw: RawTopology, dir: string, r: Report): void {
   });
   checkReferences(raw, r);
   checkEndpoints(raw, r);
+  checkRoutes(raw, r);
   checkDataDirs(raw, dir, r);
   checkChap(raw, dir, r);
   checkSecurity(raw, r);
@@ -125,6 +126,42 @@ function checkEndpoints(raw: RawTopology, r: Report): void {
       `${path}.port`,
     );
   }
+}
+
+/**
+ * A route leads to its target directly or through something in between (a replication network
+ * address, a proxy). Either way it cannot be another daemon's listening endpoint: that daemon would
+ * answer instead of the one meant.
+ */
+function checkRoutes(raw: RawTopology, r: Report): void {
+  const listening: { path: string; what: string; e: RawEndpoint | undefined }[] = [];
+  raw.sites?.forEach((s, i) => {
+    listening.push({ path: `sites[${i}].agent`, what: `site "${s?.name}" agent`, e: s?.agent });
+    listening.push({ path: `sites[${i}].portal`, what: `site "${s?.name}" portal`, e: s?.portal });
+  });
+  listening.push({ path: 'witness', what: 'the witness', e: raw.witness });
+  const key = (e: RawEndpoint | undefined) =>
+    e?.address === undefined || e.port === undefined ? undefined : `${normaliseAddress(e.address)}|${e.port}`;
+  raw.sites?.forEach((s, i) => {
+    const routes: { name: string; target: string; e: RawEndpoint | undefined }[] = [
+      { name: 'peer', target: `sites[${1 - i}].agent`, e: s?.routes?.peer },
+      { name: 'witness', target: 'witness', e: s?.routes?.witness },
+    ];
+    for (const { name, target, e } of routes) {
+      const k = key(e);
+      if (k === undefined) continue;
+      const clash = listening.find((l) => l.path !== target && key(l.e) === k);
+      if (!clash) continue;
+      const shown = e!.address!.includes(':') ? `[${e!.address}]:${e!.port}` : `${e!.address}:${e!.port}`;
+      const expected = name === 'peer' ? "the other site's agent" : 'the witness';
+      r.error(
+        `sites[${i}].routes.${name}`,
+        `found ${shown}, which is ${clash.path} (${clash.what}), expected an address:port that leads to ${expected} ` +
+          `(its own endpoint, ${target}, or a route or proxy to it)`,
+        `sites[${i}].routes.${name}.port`,
+      );
+    }
+  });
 }
 
 function checkDataDirs(raw: RawTopology, dir: string, r: Report): void {

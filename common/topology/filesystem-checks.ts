@@ -20,6 +20,8 @@ export async function checkFiles(raw: RawTopology, dir: string, r: Report): Prom
     files.push([`security.tls.daemons.${name}.cert`, pair?.cert, `the certificate of ${name}`]);
     files.push([`security.tls.daemons.${name}.key`, pair?.key, `the private key of ${name}`]);
   }
+  files.push(['security.tls.metroctl.cert', tls?.metroctl?.cert, 'the certificate metroctl presents']);
+  files.push(['security.tls.metroctl.key', tls?.metroctl?.key, 'the private key metroctl presents']);
   for (const [path, given, what] of files) {
     if (given === undefined) continue;
     const file = nodePath.resolve(dir, given);

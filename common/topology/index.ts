@@ -7,7 +7,7 @@ import { checkFiles, checkFreeSpace } from './filesystem-checks.ts';
 import type { TopologyIssue, TopologyResult } from './types.ts';
 
 export type {
-  ChapConfig, Drill, Endpoint, Group, ReplicationConfig, SecurityConfig, Site, TlsKeyPair, Topology,
+  ChapConfig, Drill, Endpoint, Group, PortalLimitsConfig, ReplicationConfig, SecurityConfig, Site, TlsKeyPair, Topology,
   TopologyIssue, TopologyResult, Volume, Witness,
 } from './types.ts';
 export { parseSize, formatSize, blockSizeBytes, type SizeResult } from './size.ts';

@@ -5,8 +5,8 @@ import * as nodePath from 'node:path';
 import { LineCounter, parseDocument, type Node } from 'yaml';
 import { Report, checkTopology } from './checks.ts';
 import { Validator } from './schema-engine.ts';
-import { apiVersion, kind, topologySpec, type RawReplication, type RawTopology } from './schema.ts';
-import type { Group, ReplicationConfig, Site, Topology, TopologyIssue, TopologyResult } from './types.ts';
+import { apiVersion, kind, topologySpec, type RawEndpoint, type RawReplication, type RawTopology } from './schema.ts';
+import type { Endpoint, Group, ReplicationConfig, Site, Topology, TopologyIssue, TopologyResult } from './types.ts';
 
 export const iqnPrefix = 'iqn.2026-11.io.metrocluster';
 
@@ -66,13 +66,20 @@ function build(raw: RawTopology, file: string, dir: string): Topology {
   const abs = (p: string | undefined) => nodePath.resolve(dir, r(p));
   const cluster = r(raw.metadata?.name);
   const replication = raw.replication as ReplicationConfig;
-  const sites = r(raw.sites).map((s, i): Site => ({
+  const w = r(raw.witness);
+  const endpoint = (e: RawEndpoint | undefined): Endpoint => ({ address: r(e?.address), port: r(e?.port) });
+  const rawSites = r(raw.sites);
+  const sites = rawSites.map((s, i): Site => ({
     name: r(s?.name),
     index: i + 1,
     fireZone: r(s?.fireZone),
-    agent: { address: r(s?.agent?.address), port: r(s?.agent?.port) },
-    portal: { address: r(s?.portal?.address), port: r(s?.portal?.port) },
+    agent: endpoint(s?.agent),
+    portal: endpoint(s?.portal),
     dataDir: abs(s?.dataDir),
+    routes: {
+      peer: endpoint(s?.routes?.peer ?? rawSites[1 - i]?.agent),
+      witness: endpoint(s?.routes?.witness ?? w),
+    },
   })) as [Site, Site];
   const groups = r(raw.groups).map((g): Group => ({
     name: r(g?.name),
@@ -81,7 +88,6 @@ function build(raw: RawTopology, file: string, dir: string): Topology {
     replication: mergeReplication(replication, g?.replication),
     iqn: groupIqn(cluster, r(g?.name)),
   }));
-  const w = r(raw.witness);
   const chap = raw.access?.chap;
   const topology: Topology = {
     file,
@@ -94,7 +100,7 @@ function build(raw: RawTopology, file: string, dir: string): Topology {
     replication: { ...replication },
     failover: raw.failover as Topology['failover'],
     groups,
-    access: { initiators: (raw.access?.initiators ?? []) as string[] },
+    access: { initiators: (raw.access?.initiators ?? []) as string[], limits: r(raw.access?.limits) },
     drills: (raw.drills ?? []).map((d) => ({ name: r(d?.name), group: r(d?.group), schedule: r(d?.schedule), failback: r(d?.failback) })),
   };
   if (chap) {
@@ -109,6 +115,7 @@ function build(raw: RawTopology, file: string, dir: string): Topology {
         Object.entries(tls.daemons ?? {}).map(([k, v]) => [k, { cert: abs(v?.cert), key: abs(v?.key) }]),
       );
       topology.security.tls = { ca: abs(tls.ca), daemons };
+      if (tls.metroctl) topology.security.tls.metroctl = { cert: abs(tls.metroctl.cert), key: abs(tls.metroctl.key) };
     }
   }
   return topology;
@@ -119,5 +126,6 @@ function mergeReplication(base: ReplicationConfig, override: RawReplication | un
     ack: override?.ack ?? base.ack,
     syncMaxRttMs: override?.syncMaxRttMs ?? base.syncMaxRttMs,
     maxLagMs: override?.maxLagMs ?? base.maxLagMs,
+    resyncMbps: override?.resyncMbps ?? base.resyncMbps,
   };
 }

@@ -1,6 +1,7 @@
 // The metrocluster/v1 schema as a table of field specs, and the raw shape it produces (before the
 // semantic checks and path resolution). Defaults live here so the table documents the format.
 import type { Field, Spec } from './schema-engine.ts';
+import type { PortalLimitsConfig } from './types.ts';
 import {
   checkAddress, checkChapUser, checkCron, checkInitiator, checkName, checkPath,
   addressExpected, cronExpected, initiatorExpected, nameRule, pathExpected, userExpected,
@@ -33,15 +34,24 @@ const replicationFields = (withDefaults: boolean): Record<string, Field> => ({
   ack: opt({ kind: 'enum', values: ackModes }, withDefaults ? 'adaptive' : undefined),
   syncMaxRttMs: opt({ kind: 'number', greaterThan: 0 }, withDefaults ? 5 : undefined),
   maxLagMs: opt(positiveMs, withDefaults ? 2000 : undefined),
+  resyncMbps: opt({ kind: 'number', greaterThan: 0 }, withDefaults ? resyncMbpsDefault : undefined),
 });
-const replicationExpected = 'a mapping { ack, syncMaxRttMs, maxLagMs }';
+const replicationExpected = 'a mapping { ack, syncMaxRttMs, maxLagMs, resyncMbps }';
+/** 800 Mbps = 100 MB/s: resync and verify leave room for the mirror of host writes on a 10 Gb/s link. */
+export const resyncMbpsDefault = 800;
 
-const site = obj('a site as a mapping { name, fireZone, agent, portal, dataDir }', {
+const routes = obj('a mapping { peer, witness } of the endpoints this site dials', {
+  peer: opt(endpoint('peer route (where this site dials the other site\'s agent)')),
+  witness: opt(endpoint('witness route (where this site dials the witness)')),
+});
+
+const site = obj('a site as a mapping { name, fireZone, agent, portal, dataDir, routes }', {
   name: req(name),
   fireZone: req(fireZone),
   agent: req(endpoint('agent (gRPC: mirror and control)')),
   portal: req(endpoint('iSCSI portal', 3260)),
   dataDir: req(path),
+  routes: opt(routes),
 });
 
 const volume = obj('a volume as a mapping { name, size }', {
@@ -68,6 +78,14 @@ const chap = obj('CHAP settings as a mapping { user, secretFile, mutual }', {
   mutual: opt(chapCredentials('the credentials the target proves itself with')),
 });
 
+/** What one initiator, or all of them together, may hold at an iSCSI portal (issue 7: hostile input). */
+const portalLimits = obj('a mapping { connectionsMax, loginsInProgressMax, sessionsPerInitiatorMax, loginTimeoutMs }', {
+  connectionsMax: opt({ kind: 'integer', min: 1, max: 65536 }, 1024),
+  loginsInProgressMax: opt({ kind: 'integer', min: 1, max: 65536 }, 64),
+  sessionsPerInitiatorMax: opt({ kind: 'integer', min: 1, max: 65535 }, 64),
+  loginTimeoutMs: opt({ kind: 'integer', min: 100, max: 600_000 }, 15_000),
+});
+
 const drill = obj('a drill as a mapping { name, group, schedule, failback }', {
   name: req(name),
   group: req({ kind: 'string', expected: 'the name of one of the groups' }),
@@ -80,9 +98,10 @@ const keyPair = obj('a mapping { cert, key } of file paths', { cert: req(path), 
 const security = obj('a mapping { insecure, tls }', {
   insecure: opt({ kind: 'boolean' }, false),
   tls: opt(
-    obj('a mapping { ca, daemons }', {
+    obj('a mapping { ca, daemons, metroctl }', {
       ca: req(path),
       daemons: opt({ kind: 'record', expected: 'a mapping from a site name or "witness" to { cert, key }', values: keyPair }, {}),
+      metroctl: opt(keyPair),
     }),
   ),
 });
@@ -110,9 +129,10 @@ export const topologySpec: Spec = obj('a MetroCluster topology mapping', {
   ),
   groups: req({ kind: 'list', expected: 'a list of at least one group', items: group, minItems: 1 }),
   access: opt(
-    obj('a mapping { initiators, chap }', {
+    obj('a mapping { initiators, chap, limits }', {
       initiators: opt({ kind: 'list', expected: 'a list of initiator names', items: { kind: 'string', expected: initiatorExpected, check: checkInitiator } }, []),
       chap: opt(chap),
+      limits: opt(portalLimits, {}),
     }),
     {},
   ),
@@ -122,13 +142,16 @@ export const topologySpec: Spec = obj('a MetroCluster topology mapping', {
 
 // The raw shape the table yields. Any field may be undefined where validation failed.
 export interface RawEndpoint { address?: string; port?: number }
-export interface RawReplication { ack?: (typeof ackModes)[number]; syncMaxRttMs?: number; maxLagMs?: number }
-export interface RawSite { name?: string; fireZone?: string; agent?: RawEndpoint; portal?: RawEndpoint; dataDir?: string }
+export interface RawReplication { ack?: (typeof ackModes)[number]; syncMaxRttMs?: number; maxLagMs?: number; resyncMbps?: number }
+export interface RawSite {
+  name?: string; fireZone?: string; agent?: RawEndpoint; portal?: RawEndpoint; dataDir?: string;
+  routes?: { peer?: RawEndpoint; witness?: RawEndpoint };
+}
 export interface RawVolume { name?: string; size?: number }
 export interface RawGroup { name?: string; preferredSite?: string; volumes?: (RawVolume | undefined)[]; replication?: RawReplication }
 export interface RawChap { user?: string; secretFile?: string; mutual?: { user?: string; secretFile?: string } }
 export interface RawDrill { name?: string; group?: string; schedule?: string; failback?: boolean }
-export interface RawSecurity { insecure?: boolean; tls?: { ca?: string; daemons?: Record<string, { cert?: string; key?: string } | undefined> } }
+export interface RawSecurity { insecure?: boolean; tls?: { ca?: string; daemons?: Record<string, { cert?: string; key?: string } | undefined>; metroctl?: { cert?: string; key?: string } } }
 export interface RawTopology {
   apiVersion?: string;
   kind?: string;
@@ -138,7 +161,7 @@ export interface RawTopology {
   replication?: RawReplication;
   failover?: { leaseMs?: number; maxDataLossMs?: number };
   groups?: (RawGroup | undefined)[];
-  access?: { initiators?: (string | undefined)[]; chap?: RawChap };
+  access?: { initiators?: (string | undefined)[]; chap?: RawChap; limits?: PortalLimitsConfig };
   drills?: (RawDrill | undefined)[];
   security?: RawSecurity;
 }

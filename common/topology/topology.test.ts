@@ -128,7 +128,7 @@ const cases: BadCase[] = [
     title: 'misspelt key: did-you-mean, and no second message about the missing key',
     text: edit(base, 'fireZone: building-b', 'firezone: building-b'),
     path: 'sites[1].firezone',
-    message: 'found unknown key "firezone", expected one of the keys name, fireZone, agent, portal, dataDir; did you mean "fireZone"?',
+    message: 'found unknown key "firezone", expected one of the keys name, fireZone, agent, portal, dataDir, routes; did you mean "fireZone"?',
     at: 'firezone',
   },
   {
@@ -447,6 +447,34 @@ const cases: BadCase[] = [
     at: '3, address',
   },
   {
+    title: 'a peer route that is the site\'s own agent',
+    text: edit(base, '    dataDir: ./data/alpha\n', '    dataDir: ./data/alpha\n    routes: { peer: { address: 127.0.1.1, port: 7401 } }\n'),
+    path: 'sites[0].routes.peer',
+    message: 'found 127.0.1.1:7401, which is sites[0].agent (site "alpha" agent), expected an address:port that leads to the other site\'s agent (its own endpoint, sites[1].agent, or a route or proxy to it)',
+    at: '7401 } }',
+  },
+  {
+    title: 'a witness route that is the peer\'s portal',
+    text: edit(base, '    dataDir: ./data/beta\n', '    dataDir: ./data/beta\n    routes:\n      witness: { address: 127.0.2.1, port: 3260 }\n'),
+    path: 'sites[1].routes.witness',
+    message: 'found 127.0.2.1:3260, which is sites[1].portal (site "beta" portal), expected an address:port that leads to the witness',
+    at: '3260 }\nwitness:',
+  },
+  {
+    title: 'a route without a port',
+    text: edit(base, '    dataDir: ./data/beta\n', '    dataDir: ./data/beta\n    routes: { peer: { address: 10.9.0.1 } }\n'),
+    path: 'sites[1].routes.peer.port',
+    message: 'found no "port" key in sites[1].routes.peer, expected an integer from 1 to 65535 (required)',
+    at: '{ address: 10.9.0.1 }',
+  },
+  {
+    title: 'a resync bandwidth of zero',
+    text: edit(base, 'groups:', 'replication: { resyncMbps: 0 }\ngroups:'),
+    path: 'replication.resyncMbps',
+    message: 'found 0, expected a number greater than 0',
+    at: '0 }\ngroups',
+  },
+  {
     title: 'insecure together with TLS files',
     text: edit(base, 'drills:', 'security:\n  insecure: true\n  tls: { ca: ./pki/ca.crt }\ndrills:'),
     path: 'security.insecure',
@@ -518,9 +546,9 @@ test('the valid base yields the documented Topology with defaults', (t) => {
   t.is(tp.file, file);
   t.is(tp.dir, '/etc/mc');
   t.is(tp.name, 'demo');
-  t.deepEqual(tp.replication, { ack: 'adaptive', syncMaxRttMs: 5, maxLagMs: 2000 });
+  t.deepEqual(tp.replication, { ack: 'adaptive', syncMaxRttMs: 5, maxLagMs: 2000, resyncMbps: 800 });
   t.deepEqual(tp.failover, { leaseMs: 2000, maxDataLossMs: 0 });
-  t.deepEqual(tp.access, { initiators: [] });
+  t.deepEqual(tp.access, { initiators: [], limits: { connectionsMax: 1024, loginsInProgressMax: 64, sessionsPerInitiatorMax: 64, loginTimeoutMs: 15_000 } });
   t.deepEqual(tp.sites.map((s) => [s.name, s.index, s.dataDir]), [
     ['alpha', 1, '/etc/mc/data/alpha'],
     ['beta', 2, '/etc/mc/data/beta'],
@@ -537,6 +565,24 @@ test('the valid base yields the documented Topology with defaults', (t) => {
   t.is(tp.security, undefined);
 });
 
+test('routes default to the peer agent and the witness; set ones replace them per site', (t) => {
+  const { topology: tp } = valid(base);
+  t.deepEqual(tp.sites[0].routes, { peer: { address: '127.0.2.1', port: 7402 }, witness: { address: '127.0.3.1', port: 7400 } });
+  t.deepEqual(tp.sites[1].routes, { peer: { address: '127.0.1.1', port: 7401 }, witness: { address: '127.0.3.1', port: 7400 } });
+  const text = edit(base, '    dataDir: ./data/beta\n',
+    '    dataDir: ./data/beta\n    routes:\n      peer: { address: 10.9.0.1, port: 17401 }\n      witness: { address: 127.0.3.1, port: 7400 }\n');
+  const { topology: routed } = valid(text);
+  t.deepEqual(routed.sites[1].routes, { peer: { address: '10.9.0.1', port: 17401 }, witness: { address: '127.0.3.1', port: 7400 } });
+  t.deepEqual(routed.sites[0].routes.peer, { address: '127.0.2.1', port: 7402 });
+});
+
+test('resyncMbps: cluster default, per group override', (t) => {
+  const text = edit(base, '    preferredSite: beta\n', '    preferredSite: beta\n    replication: { resyncMbps: 80 }\n');
+  const { topology } = valid(text);
+  t.is(topology.groups[0].replication.resyncMbps, 800);
+  t.is(topology.groups[1].replication.resyncMbps, 80);
+});
+
 test('portal port defaults to 3260, the iSCSI port', (t) => {
   const { topology } = valid(edit(base, 'portal: { address: 127.0.1.1, port: 3260 }', 'portal: { address: 127.0.1.1 }'));
   t.is(topology.sites[0].portal.port, 3260);
@@ -546,9 +592,9 @@ test('a group replication override is merged over the cluster settings', (t) => 
   let text = edit(base, 'groups:', 'replication: { ack: sync, maxLagMs: 3000 }\ngroups:');
   text = edit(text, '    preferredSite: beta\n', '    preferredSite: beta\n    replication: { ack: async, syncMaxRttMs: 1.5 }\n');
   const { topology } = valid(text);
-  t.deepEqual(topology.groups[0].replication, { ack: 'sync', syncMaxRttMs: 5, maxLagMs: 3000 });
-  t.deepEqual(topology.groups[1].replication, { ack: 'async', syncMaxRttMs: 1.5, maxLagMs: 3000 });
-  t.deepEqual(topology.replication, { ack: 'sync', syncMaxRttMs: 5, maxLagMs: 3000 });
+  t.deepEqual(topology.groups[0].replication, { ack: 'sync', syncMaxRttMs: 5, maxLagMs: 3000, resyncMbps: 800 });
+  t.deepEqual(topology.groups[1].replication, { ack: 'async', syncMaxRttMs: 1.5, maxLagMs: 3000, resyncMbps: 800 });
+  t.deepEqual(topology.replication, { ack: 'sync', syncMaxRttMs: 5, maxLagMs: 3000, resyncMbps: 800 });
 });
 
 test('relative paths resolve against the topology file folder, absolute ones stay', (t) => {

@@ -4,6 +4,18 @@
 
 export interface Endpoint { address: string; port: number }
 
+/** access.limits: what initiators may hold at each site's iSCSI portal; defaults filled in. */
+export interface PortalLimitsConfig {
+  /** TCP connections at once, logged in or logging in; more are refused at login (out of resources). */
+  connectionsMax: number;
+  /** Connections still logging in; a new one closes the oldest of them (slow or abandoned logins). */
+  loginsInProgressMax: number;
+  /** Sessions one initiator name may hold; more are refused at login (out of resources). */
+  sessionsPerInitiatorMax: number;
+  /** A connection that has not finished its login by then is closed. */
+  loginTimeoutMs: number;
+}
+
 export interface ChapConfig {
   user: string;
   /** Absolute path; the contents are read by the agent, never by the topology loader. */
@@ -11,7 +23,13 @@ export interface ChapConfig {
   mutual?: { user: string; secretFile: string };
 }
 
-export interface ReplicationConfig { ack: 'sync' | 'async' | 'adaptive'; syncMaxRttMs: number; maxLagMs: number }
+export interface ReplicationConfig {
+  ack: 'sync' | 'async' | 'adaptive';
+  syncMaxRttMs: number;
+  maxLagMs: number;
+  /** Bandwidth bound of resync and verify traffic, megabits per second (1 Mbps = 125000 bytes/s). */
+  resyncMbps: number;
+}
 
 export interface Volume { name: string; sizeBytes: number; /** position in the group's volume list */ lun: number }
 
@@ -34,6 +52,12 @@ export interface Site {
   portal: Endpoint;
   /** absolute */
   dataDir: string;
+  /**
+   * Where this site's agent dials the others: `peer` (the mirror link to the other site's agent)
+   * and `witness`. Defaults: the other site's `agent` endpoint and the topology's witness endpoint;
+   * set them to use a dedicated replication network or a proxy.
+   */
+  routes: { peer: Endpoint; witness: Endpoint };
 }
 
 export interface Witness { fireZone: string; address: string; port: number; /** absolute */ dataDir: string }
@@ -44,12 +68,13 @@ export interface Drill { name: string; group: string; /** 5-field cron */ schedu
 export interface TlsKeyPair { cert: string; key: string }
 
 /**
- * Optional `security` block (accepted and checked now; used by the TLS work).
- * `tls.daemons` is keyed by site name or "witness".
+ * Optional `security` block. Absent: mutual TLS on an automatic PKI (common/tls/pki.ts).
+ * `tls.daemons` is keyed by site name or "witness"; `tls.metroctl` is the pair metroctl presents
+ * by default (an admin or viewer certificate).
  */
 export interface SecurityConfig {
   insecure: boolean;
-  tls?: { ca: string; daemons: Record<string, TlsKeyPair> };
+  tls?: { ca: string; daemons: Record<string, TlsKeyPair>; metroctl?: TlsKeyPair };
 }
 
 export interface Topology {
@@ -65,7 +90,7 @@ export interface Topology {
   replication: ReplicationConfig;
   failover: { leaseMs: number; maxDataLossMs: number };
   groups: Group[];
-  access: { initiators: string[]; chap?: ChapConfig };
+  access: { initiators: string[]; chap?: ChapConfig; limits: PortalLimitsConfig };
   drills: Drill[];
   security?: SecurityConfig;
 }

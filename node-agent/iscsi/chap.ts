@@ -1,22 +1,10 @@
 // CHAP authentication of the security stage (RFC 1994, RFC 7143 §12.1.3): MD5 only (CHAP_A=5),
 // one-way and mutual. Pure: randomness is passed in; responses are compared in constant time; the
 // secrets never leave this module except as digests, and no outcome names them.
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { TextPair } from './text-keys.ts';
+import { chapAlgorithmMd5, chapChallengeBytes, chapChallengeBytesMax, chapResponse, decodeChapBinary, equalConstantTime, type ChapCredentials } from '../../common/chap/chap-digest.ts';
 
-export interface ChapCredentials {
-  /** What the initiator must send as CHAP_N, and the secret it must prove. */
-  readonly user: string;
-  readonly secret: string;
-  /** How the target answers an initiator that authenticates the target too. */
-  readonly mutual?: { readonly user: string; readonly secret: string };
-}
-
-export const chapAlgorithmMd5 = 5;
-/** Bytes of the challenge we send; as long as the MD5 digest. */
-export const chapChallengeBytes = 16;
-/** RFC 7143 §12.1.3: challenges are at most 1024 bytes. */
-export const chapChallengeBytesMax = 1024;
+export { chapAlgorithmMd5, chapChallengeBytes, chapChallengeBytesMax, chapResponse, decodeChapBinary, type ChapCredentials };
 
 export type ChapState =
   | { readonly step: 'await-algorithm' }
@@ -29,21 +17,6 @@ export type ChapOutcome =
   | { readonly ok: false; readonly reason: string };
 
 export type RandomBytes = (count: number) => Buffer;
-
-/** CHAP binary values: 0x hex or 0b base64 (RFC 7143 §6.1 binary-value). */
-export function decodeChapBinary(value: string): Buffer | undefined {
-  if (/^0[xX][0-9a-fA-F]+$/.test(value)) {
-    const hex = value.slice(2);
-    return Buffer.from(hex.length % 2 === 1 ? `0${hex}` : hex, 'hex');
-  }
-  if (/^0[bB][A-Za-z0-9+/]+={0,2}$/.test(value)) return Buffer.from(value.slice(2), 'base64');
-  return undefined;
-}
-
-/** RFC 1994 §4.1: MD5 over the identifier, the secret and the challenge. */
-export function chapResponse(id: number, secret: string, challenge: Buffer): Buffer {
-  return createHash('md5').update(Buffer.of(id & 0xff)).update(secret, 'utf8').update(challenge).digest();
-}
 
 /** Advances CHAP by the keys of one login request. */
 export function chapStep(
@@ -125,13 +98,4 @@ function checkResponse(
       ['CHAP_R', `0x${answer.toString('hex')}`],
     ],
   };
-}
-
-/** Constant time in the length of `expected`; unequal lengths compare against a copy of itself. */
-function equalConstantTime(actual: Buffer, expected: Buffer): boolean {
-  if (actual.length !== expected.length) {
-    timingSafeEqual(expected, expected);
-    return false;
-  }
-  return timingSafeEqual(actual, expected);
 }

@@ -453,3 +453,76 @@ test('after the connection is shut down nothing completes and nothing is sent', 
   conn.complete(io.executed[0].serial, { status: ScsiStatus.Good, dataIn: Buffer.alloc(512) });
   t.deepEqual(io.take(), []);
 });
+
+function openShared(dataBudget: { usedBytes: number; bytesMax: number }) {
+  const io = new RecordingIo();
+  const login: LoginResult = {
+    initiatorName: nexus.initiatorName, targetName: targets[0].iqn, sessionType: 'Normal', isidHex: nexus.isidHex, tsih: 1, cid: 0,
+    params: { ...rfcDefaults(prefs), initialR2T: false, immediateData: true, firstBurstBytes: 65536 }, cmdSN: 1, statSN: 100,
+  };
+  const conn = new FullFeatureConnection({ login, nexus, prefs, limits: limitsDefault, dataBudget, discovery: () => targets, nowMs: 0 }, io);
+  return { io, conn, send: (pdu: Pdu) => conn.receive({ kind: 'pdu', pdu }, 0) };
+}
+
+test('past the portal-wide data budget a command carrying data is answered TASK SET FULL and keeps none of it; freed space is usable again', (t) => {
+  const dataBudget = { usedBytes: 0, bytesMax: 96 * 1024 };
+  const a = openShared(dataBudget);
+  const b = openShared(dataBudget);
+  a.send(scsiCommandPdu({ itt: 1, cmdSN: 1, cdb: write10(128), write: true, edtl: 65536, data: pattern(65536) }));
+  t.is(a.io.executed.length, 1);
+  t.is(dataBudget.usedBytes, 65536, 'a write in the SCSI layer holds its data');
+  b.send(scsiCommandPdu({ itt: 1, cmdSN: 1, cdb: write10(128), write: true, edtl: 65536, data: pattern(65536) }));
+  t.is(b.io.executed.length, 0);
+  const full = b.io.take().find((p) => p.opcode === Op.ScsiResponse && p.itt === 1);
+  t.is(full?.bhs[3], ScsiStatus.TaskSetFull, 'the other connection\'s write over the budget');
+  t.is(dataBudget.usedBytes, 65536);
+  a.conn.complete(a.io.executed[0].serial, { status: ScsiStatus.Good });
+  t.is(dataBudget.usedBytes, 0, 'a completed write gives its bytes back');
+  b.send(scsiCommandPdu({ itt: 2, cmdSN: 2, cdb: write10(128), write: true, edtl: 65536, data: pattern(65536) }));
+  t.is(b.io.executed.length, 1, 'room again');
+  b.conn.shutdown('test over');
+  t.is(dataBudget.usedBytes, 0, 'a closed connection gives back what it held');
+});
+
+test('commands held ahead of a CmdSN gap count toward the data budget; past it the connection ends', (t) => {
+  const dataBudget = { usedBytes: 0, bytesMax: 96 * 1024 };
+  const { io, send } = openShared(dataBudget);
+  send(scsiCommandPdu({ itt: 2, cmdSN: 2, cdb: write10(128), write: true, edtl: 65536, data: pattern(65536) }));
+  t.is(dataBudget.usedBytes, 65536);
+  t.is(io.closedWith, undefined);
+  send(scsiCommandPdu({ itt: 3, cmdSN: 3, cdb: write10(128), write: true, edtl: 65536, data: pattern(65536) }));
+  t.regex(io.closedWith ?? '', /CmdSN gap exceed the data budget/);
+  t.is(dataBudget.usedBytes, 0);
+});
+
+test('held commands give their budget back when the gap fills', (t) => {
+  const dataBudget = { usedBytes: 0, bytesMax: 1 << 20 };
+  const { io, conn, send } = openShared(dataBudget);
+  send(scsiCommandPdu({ itt: 2, cmdSN: 2, cdb: write10(128), write: true, edtl: 65536, data: pattern(65536) }));
+  send(scsiCommandPdu({ itt: 1, cmdSN: 1, cdb: read10(1), read: true, edtl: 512 }));
+  t.deepEqual(io.executed.map((e) => e.req.taskTag), [1, 2]);
+  t.is(dataBudget.usedBytes, 65536, 'counted once, in the SCSI layer');
+  for (const e of io.executed) conn.complete(e.serial, { status: ScsiStatus.Good });
+  t.is(dataBudget.usedBytes, 0);
+});
+
+test('a pooled read buffer is released only once the socket has taken its Data-In; an aborted command releases it at once', (t) => {
+  const { io, conn, send } = open();
+  send(scsiCommandPdu({ itt: 7, cmdSN: 1, cdb: read10(8), read: true, edtl: 4096 }));
+  let released = 0;
+  conn.complete(io.executed[0].serial, { status: ScsiStatus.Good, dataIn: pattern(4096), commandTransferBytes: 4096, release: () => { released++; } });
+  t.is(released, 0, 'not before the socket wrote the PDUs');
+  t.is(io.written.length, 1);
+  io.written[0]();
+  t.is(released, 1);
+
+  // Aborted: its result is never sent, its buffer goes back at once.
+  send(scsiCommandPdu({ itt: 8, cmdSN: 2, cdb: read10(8), read: true, edtl: 4096 }));
+  const serial = io.executed[1].serial;
+  send(tmfPdu({ itt: 9, cmdSN: 3, fn: 1, refItt: 8 }));
+  io.take();
+  let late = 0;
+  conn.complete(serial, { status: ScsiStatus.Good, dataIn: pattern(4096), commandTransferBytes: 4096, release: () => { late++; } });
+  t.is(late, 1);
+  t.false(io.take().some((p) => p.itt === 8 && p.opcode === Op.DataIn), 'the aborted read is never answered');
+});

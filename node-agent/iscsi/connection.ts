@@ -20,6 +20,8 @@ import type { LoginResult } from './login.ts';
 import { negotiate, initialNegotiation, type SessionParams, type TargetPreferences } from './negotiation.ts';
 import type { ParseResult } from './pdu-parser.ts';
 import {
+  dataPartsOf,
+  dataSegmentLengthOf,
   decodeDataOut,
   decodeLogoutRequest,
   decodeNopOut,
@@ -54,6 +56,7 @@ import {
   type ScsiRequest,
   type ScsiResponse,
   type TargetRegistry,
+  type TaskSignal,
   type TaskManagementFunction,
   type TaskManagementResult,
 } from '../scsi/types.ts';
@@ -75,8 +78,9 @@ export interface ConnectionLimits {
 
 /** The edge the core drives; the portal implements it over a socket and the SCSI target. */
 export interface ConnectionIo {
-  /** The wire buffers of one or more PDUs, in order; write them together (cork/writev). */
-  send(parts: Buffer[]): void;
+  /** The wire buffers of one or more PDUs, in order; write them together (cork/writev). `written`
+   *  runs once the socket has taken them all (their buffers may then be reused), never on failure. */
+  send(parts: Buffer[], written?: () => void): void;
   /** Run one command; answer with complete(serial, response) or fail(serial). */
   execute(serial: number, req: ScsiRequest): void;
   /** Run one task management function; answer with completeTaskManagement(serial, result). */
@@ -85,11 +89,23 @@ export interface ConnectionIo {
   close(reason: string): void;
 }
 
+const taskSetFull: ScsiResponse = { status: ScsiStatus.TaskSetFull };
+
+/** Data-Out bytes buffered by every connection of a portal together (immediate, unsolicited and
+ *  solicited, awaiting execution), so one initiator's many sessions cannot exhaust memory. Shared
+ *  and mutable: the portal owns it, each connection adds what it buffers and removes what it frees. */
+export interface SharedDataBudget {
+  usedBytes: number;
+  readonly bytesMax: number;
+}
+
 export interface ConnectionSetup {
   readonly login: LoginResult;
   readonly nexus: Nexus;
   readonly prefs: TargetPreferences;
   readonly limits: ConnectionLimits;
+  /** Default: a budget of this connection alone (pendingDataBytesMax bounds it). */
+  readonly dataBudget?: SharedDataBudget;
   /** For SendTargets. */
   readonly discovery: TargetRegistry['discovery'];
   readonly nowMs: number;
@@ -118,12 +134,14 @@ interface Task {
   unsolicitedDataSN: number;
   readonly unsolicitedEnd: number;
   nextR2TOffset: number;
-  readonly r2ts: Map<number, R2TState>;
+  /** Outstanding R2Ts by TTT; created with the first (most commands never need one). */
+  r2ts: Map<number, R2TState> | undefined;
   /** DataSN/R2TSN: shared by Data-In and R2T of the task (§11.7.5, §11.8.5). */
   sn: number;
-  abort?: AbortController;
+  /** Set when the task reaches the SCSI layer; raised when the task is aborted. */
+  signal?: TaskSignal;
   /** The transport's own refusal, answered once the task's data is in. */
-  failure?: Buffer;
+  failure?: ScsiResponse;
 }
 
 interface TextExchange {
@@ -199,6 +217,9 @@ export class FullFeatureConnection {
   private nextTag = 1;
   private immediateOutstanding = 0;
   private bufferedBytes = 0;
+  /** Data of PDUs the command window holds ahead of a gap. */
+  private heldBytes = 0;
+  private readonly budget: SharedDataBudget;
   private solicitedBytes = 0;
   private lastActivityMs: number;
   private ping?: { ttt: number; sentMs: number };
@@ -214,6 +235,7 @@ export class FullFeatureConnection {
     this.params = setup.login.params;
     this.prefs = setup.prefs;
     this.limits = setup.limits;
+    this.budget = setup.dataBudget ?? { usedBytes: 0, bytesMax: Number.MAX_SAFE_INTEGER };
     this.discovery = setup.discovery;
     this.window = new CommandWindow(setup.login.cmdSN, setup.limits.commandWindowMax);
     this.statSN = setup.login.statSN;
@@ -253,9 +275,14 @@ export class FullFeatureConnection {
   /** The SCSI layer finished a command. Ignored for aborted tasks: they never complete. */
   complete(serial: number, response: ScsiResponse): void {
     const task = this.executing.get(serial);
-    if (task === undefined || this.closed) return;
+    if (task === undefined || this.closed) {
+      response.release?.(); // nothing of it is sent
+      return;
+    }
     this.retire(task);
     this.sendScsiResult(task, response);
+    // A pooled read buffer goes back once the socket has its Data-In.
+    if (response.release) this.outWritten.push(response.release);
     this.flush();
   }
 
@@ -325,7 +352,8 @@ export class FullFeatureConnection {
     if (this.closed) return;
     this.flush();
     this.closed = true;
-    for (const task of [...this.tasks.values()]) task.abort?.abort();
+    this.budget.usedBytes -= this.bufferedBytes + this.heldBytes;
+    for (const task of [...this.tasks.values()]) if (task.signal) task.signal.aborted = true;
     this.tasks.clear();
     this.executing.clear();
     this.order.length = 0;
@@ -371,10 +399,24 @@ export class FullFeatureConnection {
 
   private ordered(pdu: Pdu): void {
     const arrival = this.window.arrive(pdu.bhs.readUInt32BE(24), pdu);
+    if (arrival.kind === 'held') {
+      // Ahead of a CmdSN gap, which one TCP connection never has unless the initiator makes it.
+      const heldBytes = dataSegmentLengthOf(pdu.bhs); // not pdu.data: that would join a PDU in pieces
+      this.heldBytes += heldBytes;
+      this.budget.usedBytes += heldBytes;
+      if (this.budget.usedBytes > this.budget.bytesMax) this.shutdown('commands held ahead of a CmdSN gap exceed the data budget');
+      return;
+    }
     if (arrival.kind !== 'deliver') return;
-    for (const item of arrival.items) {
+    const items = arrival.items;
+    for (let i = 0; i < items.length; i++) {
       if (this.closed) return;
-      this.handleCommand(item, true);
+      if (i > 0) {
+        const heldBytes = dataSegmentLengthOf(items[i].bhs);
+        this.heldBytes -= heldBytes;
+        this.budget.usedBytes -= heldBytes;
+      }
+      this.handleCommand(items[i], true);
     }
   }
 
@@ -419,14 +461,15 @@ export class FullFeatureConnection {
       this.window.finish(); // aborted before it arrived (§11.5.1): discarded, no answer
       return;
     }
-    const refusal = this.checkCommand(cmd, pdu.data, windowed);
+    const immediateBytes = dataSegmentLengthOf(pdu.bhs);
+    const refusal = this.checkCommand(cmd, immediateBytes, windowed);
     if (refusal !== undefined) {
       this.rejectCommand(refusal, pdu.bhs, windowed);
       return;
     }
     if (!windowed) this.immediateOutstanding++;
     const p = this.params;
-    const unsolicitedEnd = !cmd.write ? 0 : p.initialR2T ? pdu.data.length : Math.min(p.firstBurstBytes, cmd.expectedDataLength);
+    const unsolicitedEnd = !cmd.write ? 0 : p.initialR2T ? immediateBytes : Math.min(p.firstBurstBytes, cmd.expectedDataLength);
     const task: Task = {
       serial: ++this.serial,
       cmd,
@@ -434,34 +477,38 @@ export class FullFeatureConnection {
       pieces: [],
       received: 0,
       unsolicitedOpen: cmd.write && !cmd.final,
-      unsolicitedNext: pdu.data.length,
+      unsolicitedNext: immediateBytes,
       unsolicitedDataSN: 0,
       unsolicitedEnd,
       nextR2TOffset: 0,
-      r2ts: new Map(),
+      r2ts: undefined,
       sn: 0,
     };
     if (cmd.write && cmd.expectedDataLength > this.limits.commandDataBytesMax) {
       // More than we will buffer: refused as the SCSI layer refuses an oversized transfer.
-      task.failure = fixedSense(senseIllegalRequest, 0x24, 0x00);
+      task.failure = { status: ScsiStatus.CheckCondition, sense: fixedSense(senseIllegalRequest, 0x24, 0x00) };
+    } else if (immediateBytes > 0 && this.budget.usedBytes + immediateBytes > this.budget.bytesMax) {
+      // The portal's buffers are full: the data is dropped and the command answered TASK SET FULL
+      // (SAM-5 5.3.1) in its turn, which initiators retry; R2Ts wait for space instead.
+      task.failure = taskSetFull;
     }
     this.tasks.set(cmd.initiatorTaskTag, task);
     if (windowed) this.order.push(task);
-    if (pdu.data.length > 0) this.addPiece(task, 0, pdu.data);
+    if (immediateBytes > 0) this.addPieces(task, 0, dataPartsOf(pdu), immediateBytes);
     this.afterData(task);
   }
 
   /** A reason to reject the command PDU, or undefined when it is well formed (§11.3). */
-  private checkCommand(cmd: ScsiCommandPdu, immediateData: Buffer, windowed: boolean): RejectReason | undefined {
+  private checkCommand(cmd: ScsiCommandPdu, immediateBytes: number, windowed: boolean): RejectReason | undefined {
     const p = this.params;
     if (cmd.initiatorTaskTag === tagNone) return RejectReason.InvalidPduField;
     if (this.tasks.has(cmd.initiatorTaskTag)) return RejectReason.TaskInProgress;
     if (!windowed && this.immediateOutstanding >= this.limits.immediateCommandsMax) return RejectReason.ImmediateCommandReject;
-    if (!cmd.write && (immediateData.length > 0 || !cmd.final)) return RejectReason.ProtocolError;
+    if (!cmd.write && (immediateBytes > 0 || !cmd.final)) return RejectReason.ProtocolError;
     if (cmd.write && cmd.read && cmd.expectedReadLength === undefined) return RejectReason.ProtocolError;
-    if (immediateData.length > 0 && !p.immediateData) return RejectReason.ProtocolError;
-    if (immediateData.length > cmd.expectedDataLength || immediateData.length > p.firstBurstBytes) return RejectReason.ProtocolError;
-    if (cmd.write && !cmd.final && (p.initialR2T || immediateData.length >= Math.min(p.firstBurstBytes, cmd.expectedDataLength))) {
+    if (immediateBytes > 0 && !p.immediateData) return RejectReason.ProtocolError;
+    if (immediateBytes > cmd.expectedDataLength || immediateBytes > p.firstBurstBytes) return RejectReason.ProtocolError;
+    if (cmd.write && !cmd.final && (p.initialR2T || immediateBytes >= Math.min(p.firstBurstBytes, cmd.expectedDataLength))) {
       return RejectReason.ProtocolError; // unsolicited Data-Out announced where none may follow
     }
     return undefined;
@@ -475,7 +522,7 @@ export class FullFeatureConnection {
       if (d.targetTransferTag !== tagNone || task !== undefined) this.reject(RejectReason.InvalidPduField, pdu.bhs);
       return;
     }
-    const end = d.bufferOffset + d.data.length;
+    const end = d.bufferOffset + d.dataLength;
     if (d.targetTransferTag === tagNone) {
       const error = !task.unsolicitedOpen
         ? ascUnexpectedData
@@ -514,13 +561,13 @@ export class FullFeatureConnection {
       }
       r2t.dataSN++;
       r2t.next = end;
-      this.solicitedBytes -= d.data.length;
+      this.solicitedBytes -= d.dataLength;
       if (r2t.next === r2t.offset + r2t.length) {
         this.r2tByTag.delete(d.targetTransferTag);
-        task.r2ts.delete(d.targetTransferTag);
+        task.r2ts?.delete(d.targetTransferTag);
       }
     }
-    if (d.data.length > 0) this.addPiece(task, d.bufferOffset, d.data);
+    if (d.dataLength > 0) this.addPieces(task, d.bufferOffset, dataPartsOf(pdu), d.dataLength);
     this.afterData(task);
   }
 
@@ -534,10 +581,18 @@ export class FullFeatureConnection {
     this.solicit();
   }
 
-  private addPiece(task: Task, offset: number, data: Buffer): void {
-    if (task.failure === undefined) task.pieces.push({ offset, data });
-    task.received += data.length;
-    this.bufferedBytes += data.length;
+  /** A PDU's data, `bytes` long, at `offset` of the task's buffer: kept as the pieces it arrived in. */
+  private addPieces(task: Task, offset: number, parts: readonly Buffer[], bytes: number): void {
+    if (task.failure === undefined) {
+      let at = offset;
+      for (const data of parts) {
+        task.pieces.push({ offset: at, data });
+        at += data.length;
+      }
+    }
+    task.received += bytes;
+    this.bufferedBytes += bytes;
+    this.budget.usedBytes += bytes;
   }
 
   /** After a command or Data-Out: is the data complete, or are R2Ts due? */
@@ -563,13 +618,14 @@ export class FullFeatureConnection {
     let first = true;
     for (const task of this.collecting) {
       const edtl = task.cmd.expectedDataLength;
-      while (!task.unsolicitedOpen && task.failure === undefined && task.nextR2TOffset < edtl && task.r2ts.size < this.params.maxOutstandingR2T) {
+      while (!task.unsolicitedOpen && task.failure === undefined && task.nextR2TOffset < edtl && (task.r2ts?.size ?? 0) < this.params.maxOutstandingR2T) {
         const length = Math.min(this.params.maxBurstBytes, edtl - task.nextR2TOffset);
-        const withinBudget = this.bufferedBytes + this.solicitedBytes + length <= this.limits.pendingDataBytesMax;
-        if (!withinBudget && !(first && task.r2ts.size === 0)) return;
+        const withinBudget = this.bufferedBytes + this.solicitedBytes + length <= this.limits.pendingDataBytesMax
+          && this.budget.usedBytes + length <= this.budget.bytesMax;
+        if (!withinBudget && !(first && (task.r2ts?.size ?? 0) === 0)) return;
         const ttt = this.newTag();
         const r2t: R2TState = { task, offset: task.nextR2TOffset, length, next: task.nextR2TOffset, dataSN: 0 };
-        task.r2ts.set(ttt, r2t);
+        (task.r2ts ??= new Map()).set(ttt, r2t);
         this.r2tByTag.set(ttt, r2t);
         this.solicitedBytes += length;
         task.nextR2TOffset += length;
@@ -600,11 +656,13 @@ export class FullFeatureConnection {
     this.executing.set(task.serial, task);
     if (task.failure !== undefined) {
       this.retire(task);
-      this.sendScsiResult(task, { status: ScsiStatus.CheckCondition, sense: task.failure });
+      this.sendScsiResult(task, task.failure);
       return;
     }
     const cmd = task.cmd;
-    task.abort = new AbortController();
+    // A plain flag, not an AbortController: this runs for every command, and nothing listens.
+    const signal: TaskSignal = { aborted: false };
+    task.signal = signal;
     const base = {
       nexus: this.nexus,
       lun: cmd.lun,
@@ -613,7 +671,7 @@ export class FullFeatureConnection {
       attribute: cmd.attribute,
       expectedDataLength: cmd.expectedDataLength,
       expectedReadLength: cmd.expectedReadLength,
-      signal: task.abort.signal,
+      signal,
     };
     const parts = cmd.write ? orderedParts(task) : undefined;
     let req: ScsiRequest;
@@ -639,14 +697,17 @@ export class FullFeatureConnection {
     this.tasks.delete(task.cmd.initiatorTaskTag);
     this.executing.delete(task.serial);
     this.collecting.delete(task);
-    for (const [ttt, r2t] of task.r2ts) {
-      this.r2tByTag.delete(ttt);
-      this.solicitedBytes -= r2t.offset + r2t.length - r2t.next;
+    if (task.r2ts !== undefined) {
+      for (const [ttt, r2t] of task.r2ts) {
+        this.r2tByTag.delete(ttt);
+        this.solicitedBytes -= r2t.offset + r2t.length - r2t.next;
+      }
+      task.r2ts.clear();
     }
-    task.r2ts.clear();
     const at = this.order.indexOf(task);
     if (at >= 0) this.order.splice(at, 1);
     this.bufferedBytes -= task.received;
+    if (!this.closed) this.budget.usedBytes -= task.received;
     if (task.cmd.immediate) this.immediateOutstanding--;
     else this.window.finish();
   }
@@ -935,7 +996,7 @@ export class FullFeatureConnection {
   private abortTasks(match: (t: Task) => boolean): void {
     for (const task of [...this.tasks.values()]) {
       if (!match(task)) continue;
-      task.abort?.abort();
+      if (task.signal) task.signal.aborted = true;
       this.retire(task);
     }
     this.solicit();
@@ -978,8 +1039,14 @@ export class FullFeatureConnection {
     if (this.out.length === 0) return;
     const parts = this.out;
     this.out = [];
-    this.io.send(parts);
+    const written = this.outWritten;
+    if (written.length === 0) return this.io.send(parts);
+    this.outWritten = [];
+    this.io.send(parts, () => { for (const w of written) w(); });
   }
+
+  /** Releases of buffers the PDUs in `out` point into, run once they are written. */
+  private outWritten: Array<() => void> = [];
 
   private newTag(): number {
     const tag = this.nextTag;
@@ -991,9 +1058,12 @@ export class FullFeatureConnection {
 /** The Data-Out pieces in buffer-offset order when they cover the transfer exactly and back to
  *  back (no copy); undefined when they do not (assemble() then places them by offset). */
 function orderedParts(task: Task): Buffer[] | undefined {
-  const edtl = task.cmd.expectedDataLength;
-  const pieces = task.pieces.length > 1 ? [...task.pieces].sort((a, b) => a.offset - b.offset) : task.pieces;
-  if (pieces.length === 0) return undefined;
+  if (task.pieces.length === 0) return undefined;
+  // Pieces come in offset order unless R2T sequences interleave: sort only then.
+  return backToBack(task.pieces, task.cmd.expectedDataLength) ?? backToBack([...task.pieces].sort((a, b) => a.offset - b.offset), task.cmd.expectedDataLength);
+}
+
+function backToBack(pieces: ReadonlyArray<{ offset: number; data: Buffer }>, edtl: number): Buffer[] | undefined {
   const parts: Buffer[] = [];
   let at = 0;
   for (const piece of pieces) {

@@ -247,6 +247,17 @@ export function refuseLogin(state: LoginState, itt: number, status: LoginStatus)
   return failureResponse(state, status, itt);
 }
 
+/** A refusal of a login request judged by its header alone (the portal's connection limit, a data
+ *  segment over the login limit): the answer echoes the request's ISID, TSIH, stage and ITT. */
+export function refuseLoginRequest(state: LoginState, bhs: Buffer, status: LoginStatus): LoginResponse {
+  const req = decodeLoginRequest({ bhs, ahs: noBytes, data: noBytes });
+  const csg = req.csg === LoginStage.Operational ? LoginStage.Operational : LoginStage.Security;
+  const s = state.started ? state : { ...state, isidHex: req.isidHex, tsih: req.tsih, cmdSN: req.cmdSN, stage: csg };
+  return failureResponse(s, status, req.initiatorTaskTag);
+}
+
+const noBytes = Buffer.alloc(0);
+
 // ---- helpers ----
 
 type Named = { ok: true; state: LoginState } | { ok: false; status: LoginStatus; reason: string };

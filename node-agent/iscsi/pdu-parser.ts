@@ -1,9 +1,12 @@
 // Incremental PDU framing: takes the byte stream in chunks of any size (one byte works) and yields
-// whole PDUs, checking digests and the declared data segment limit. Pure; a PDU that lies inside one
-// chunk is returned as views into it, one that spans chunks is copied once.
+// whole PDUs, checking digests and the declared data segment limit. Pure; a data segment is returned
+// as views into the chunks it arrived in (a list of them when it spans chunks: Pdu.dataParts), never
+// copied; the header and the small fields around the data are copied.
 import { crc32c } from '@node-rs/crc32';
 import { bhsBytes, digestBytes } from './constants.ts';
-import { dataSegmentLengthOf, paddingOf, type Pdu } from './pdu.ts';
+import { dataPartsOf, dataSegmentLengthOf, paddingOf, type Pdu } from './pdu.ts';
+
+const empty = Buffer.alloc(0);
 
 export interface ParserOptions {
   readonly headerDigest: boolean;
@@ -64,24 +67,49 @@ export class PduParser {
     const rest = ahsBytes + hd + dataBytes + pad + dd;
     if (this.buffered < rest) return undefined;
     this.bhs = undefined;
-    const body = rest > 0 ? this.take(rest, true) : Buffer.alloc(0);
-    const ahs = body.subarray(0, ahsBytes);
+    const head = ahsBytes + hd > 0 ? this.take(ahsBytes + hd, true) : empty;
+    const ahs = head.subarray(0, ahsBytes);
     if (hd > 0) {
       let crc = crc32c(bhs);
       if (ahsBytes > 0) crc = crc32c(ahs, crc);
-      if (crc >>> 0 !== body.readUInt32LE(ahsBytes)) {
+      if (crc >>> 0 !== head.readUInt32LE(ahsBytes)) {
         this.failed = true;
         return { kind: 'fatal', reason: 'header-digest', bhs };
       }
     }
-    const dataAt = ahsBytes + hd;
-    const data = body.subarray(dataAt, dataAt + dataBytes);
-    const pdu: Pdu = { bhs, ahs, data };
+    const pdu = dataBytes === 0 ? { bhs, ahs, data: empty } : this.takeData(bhs, ahs, dataBytes);
+    const tail = pad + dd > 0 ? this.take(pad + dd, false) : empty;
     if (dd > 0) {
-      const crc = crc32c(body.subarray(dataAt, dataAt + dataBytes + pad));
-      if (crc >>> 0 !== body.readUInt32LE(dataAt + dataBytes + pad)) return { kind: 'data-digest-error', pdu };
+      let crc = 0;
+      for (const part of dataPartsOf(pdu)) crc = crc32c(part, crc);
+      if (pad > 0) crc = crc32c(tail.subarray(0, pad), crc);
+      if (crc >>> 0 !== tail.readUInt32LE(pad)) return { kind: 'data-digest-error', pdu };
     }
     return { kind: 'pdu', pdu };
+  }
+
+  /** The data segment: a view when it lies in one chunk, else views of each chunk it spans (joined
+   *  only if someone reads `data`). */
+  private takeData(bhs: Buffer, ahs: Buffer, n: number): Pdu {
+    const first = this.chunks[this.head];
+    if (first.length - this.offset >= n) return { bhs, ahs, data: this.take(n, true) };
+    const parts: Buffer[] = [];
+    for (let left = n; left > 0; ) {
+      const chunk = this.chunks[this.head];
+      const count = Math.min(left, chunk.length - this.offset);
+      parts.push(chunk.subarray(this.offset, this.offset + count));
+      left -= count;
+      this.advance(count);
+    }
+    let joined: Buffer | undefined;
+    return {
+      bhs,
+      ahs,
+      dataParts: parts,
+      get data(): Buffer {
+        return (joined ??= Buffer.concat(parts, n));
+      },
+    };
   }
 
   /** Consumes n buffered bytes: a view when they lie in one chunk, else one copy. Small pieces

@@ -146,6 +146,24 @@ test('a PDU that lies in one chunk is parsed without copying its data', (t) => {
   t.deepEqual(r.pdu.data, data);
 });
 
+test('a data segment spanning chunks comes back as views of those chunks, not a copy', (t) => {
+  const data = Buffer.alloc(9000);
+  for (let i = 0; i < data.length; i++) data[i] = i & 0xff;
+  const stream = wire(scsiCommandPdu({ itt: 1, cmdSN: 1, cdb: [0x2a], write: true, edtl: 9000, data }).bhs, data);
+  // Three separate chunks, each its own allocation (as socket reads are): header + 100 data bytes,
+  // 5000 bytes, the rest.
+  const cuts = [48 + 100, 48 + 5100, stream.length];
+  const chunks = cuts.map((end, i) => Buffer.from(stream.subarray(i === 0 ? 0 : cuts[i - 1], end)));
+  const parser = new PduParser({ headerDigest: false, dataDigest: false, dataSegmentBytesMax: 1 << 20 });
+  for (const c of chunks) parser.push(c);
+  const r = parser.next();
+  if (r?.kind !== 'pdu') return t.fail();
+  const parts = r.pdu.dataParts ?? [];
+  t.deepEqual(parts.map((p) => p.length), [100, 5000, 3900]);
+  t.deepEqual(parts.map((p) => p.buffer), chunks.map((c) => c.buffer), 'each piece shares its chunk\'s memory');
+  t.deepEqual(r.pdu.data, data, 'data joins the pieces when read');
+});
+
 test('a header digest mismatch is fatal and stops the parser', (t) => {
   const pdu = scsiCommandPdu({ itt: 1, cmdSN: 1, cdb: [0], edtl: 0 });
   const bytes = wire(pdu.bhs, undefined, { header: true, data: false });

@@ -11,6 +11,14 @@ export interface Pdu {
   /** Additional header segments (TotalAHSLength * 4 bytes), possibly empty. */
   readonly ahs: Buffer;
   readonly data: Buffer;
+  /** Present when the data segment spans socket reads: its pieces back to back, views into the
+   *  reads (`data` joins them, once, when read). Data-Out is stored from them without a join. */
+  readonly dataParts?: readonly Buffer[];
+}
+
+/** The data segment as pieces, without joining them. */
+export function dataPartsOf(pdu: Pdu): readonly Buffer[] {
+  return pdu.dataParts ?? [pdu.data];
 }
 
 export interface Digests {
@@ -145,8 +153,9 @@ export interface DataOutPdu {
   readonly expStatSN: number;
   readonly dataSN: number;
   readonly bufferOffset: number;
-  readonly data: Buffer;
+  readonly dataLength: number;
 }
+/** The data itself stays in the PDU (dataPartsOf): it may be in pieces. */
 export function decodeDataOut(pdu: Pdu): DataOutPdu {
   const b = pdu.bhs;
   return {
@@ -157,7 +166,7 @@ export function decodeDataOut(pdu: Pdu): DataOutPdu {
     expStatSN: b.readUInt32BE(28),
     dataSN: b.readUInt32BE(36),
     bufferOffset: b.readUInt32BE(40),
-    data: pdu.data,
+    dataLength: dataSegmentLengthOf(b),
   };
 }
 

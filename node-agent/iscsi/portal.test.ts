@@ -262,3 +262,96 @@ test('closing the portal with a grace period asks every initiator to log out (As
   await closing;
   t.true(client.closed);
 });
+
+// ---- limits against a hostile initiator (RFC 7143 §11.13.5 status classes) ----
+
+const isid = (n: number) => Buffer.from([0x80, 0, 0, 0, (n >> 8) & 0xff, n & 0xff]);
+
+test('sessions of one initiator past the limit are refused at login with "out of resources"; other initiators are not', async (t) => {
+  const { portal, port, log } = await portalWith({ targets: [makeTarget(targetA, [new MemoryDevice(1 << 20)])], limits: { sessionsPerInitiatorMax: 3 } });
+  t.teardown(() => portal.close());
+  const held = [];
+  for (let i = 0; i < 3; i++) {
+    const { client, resp } = await login(port, targetA, { isid: isid(i), name: 'iqn.2026-11.org.example:greedy' });
+    t.is(resp?.bhs.readUInt16BE(36), 0, `session ${i}`);
+    held.push(client);
+  }
+  const { client: refused, resp } = await login(port, targetA, { isid: isid(9), name: 'iqn.2026-11.org.example:greedy' });
+  t.is(resp?.opcode, 0x23);
+  t.is(resp?.bhs.readUInt16BE(36), 0x0302, 'status class 3 (target error), detail 2 (out of resources)');
+  await refused.closedPromise;
+  const { resp: other } = await login(port, targetA, { isid: isid(1) });
+  t.is(other?.bhs.readUInt16BE(36), 0, 'another initiator logs in');
+  t.is(portal.sessionCount(), 4);
+  t.true(log.lines.some((l) => l.msg === 'iSCSI login refused' && /3 sessions already/.test(JSON.stringify(l.meta))));
+  for (const c of held) c.close();
+});
+
+test('connections past the limit are answered "out of resources" at their login and closed', async (t) => {
+  const { portal, port } = await portalWith({ targets: [makeTarget(targetA, [new MemoryDevice(1 << 20)])], limits: { connectionsMax: 4 } });
+  t.teardown(() => portal.close());
+  const idle = await Promise.all(Array.from({ length: 4 }, () => RawClient.connect(port)));
+  await new Promise((r) => setTimeout(r, 50));
+  const { client, resp } = await login(port, targetA);
+  t.is(resp?.bhs.readUInt16BE(36), 0x0302);
+  t.deepEqual(resp?.bhs.subarray(8, 14), defaultIsid, 'the refusal echoes the ISID');
+  await client.closedPromise;
+  idle[0].close();
+  await new Promise((r) => setTimeout(r, 50));
+  const { resp: after } = await login(port, targetA, { isid: isid(7) });
+  t.is(after?.bhs.readUInt16BE(36), 0, 'a freed connection slot is usable again');
+  for (const c of idle) c.close();
+});
+
+test('a login PDU over 8 KiB is refused from its header: the data is never awaited', async (t) => {
+  const { portal, port } = await portalWith({ targets: [makeTarget(targetA, [new MemoryDevice(1 << 20)])] });
+  t.teardown(() => portal.close());
+  const client = await RawClient.connect(port);
+  const big = loginPdu({ csg: 1, nsg: 3, transit: true, itt: 0x1234, keys: { InitiatorName: initiatorName, TargetName: targetA, Junk: 'x'.repeat(200_000) } });
+  // Only the header goes out: the answer cannot depend on the 200 KB that never come.
+  client.socket.write(big.bhs);
+  const resp = await client.next();
+  t.is(resp?.opcode, 0x23);
+  t.is(resp?.itt, 0x1234);
+  t.is(resp?.bhs.readUInt16BE(36), 0x0200, 'initiator error');
+  await client.closedPromise;
+});
+
+test('logins that never finish cannot crowd out a prompt one: the oldest unfinished login is closed', async (t) => {
+  const { portal, port, log } = await portalWith({ targets: [makeTarget(targetA, [new MemoryDevice(1 << 20)])], limits: { loginsInProgressMax: 8, loginTimeoutMs: 60_000 } });
+  t.teardown(() => portal.close());
+  const stuck = [];
+  for (let i = 0; i < 20; i++) {
+    const c = await RawClient.connect(port);
+    c.socket.write(Buffer.alloc(20)); // a third of a header, then nothing
+    stuck.push(c);
+  }
+  await new Promise((r) => setTimeout(r, 100));
+  t.is(stuck.filter((c) => !c.closed).length, 8, 'at most loginsInProgressMax unfinished logins stay open');
+  t.true(stuck.slice(0, 12).every((c) => c.closed), 'the oldest went first');
+  const { resp } = await login(port, targetA);
+  t.is(resp?.bhs.readUInt16BE(36), 0, 'a prompt login gets in');
+  t.true(log.lines.some((l) => l.msg === 'iSCSI login closed to make room for a newer one'));
+  for (const c of stuck) c.close();
+});
+
+test('a host flooding the portal with logins displaces its own, not another host\'s login in progress', async (t) => {
+  const { portal, port } = await portalWith({ targets: [makeTarget(targetA, [new MemoryDevice(1 << 20)])], limits: { loginsInProgressMax: 4, loginTimeoutMs: 60_000 } });
+  t.teardown(() => portal.close());
+  const net = await import('node:net');
+  // A login in progress from 127.0.0.1, older than every flooding connection from 127.0.0.2.
+  const patient = await RawClient.connect(port);
+  patient.socket.write(Buffer.alloc(10));
+  const flood: import('node:net').Socket[] = [];
+  for (let i = 0; i < 12; i++) {
+    const s = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.2' });
+    s.on('error', () => undefined);
+    await new Promise((r) => s.once('connect', r));
+    flood.push(s);
+  }
+  await new Promise((r) => setTimeout(r, 100));
+  t.false(patient.closed, 'the other host\'s login stays');
+  t.is(flood.filter((s) => !s.destroyed && s.readable).length, 3, 'the flooding host keeps only the rest of the slots');
+  patient.close();
+  for (const s of flood) s.destroy();
+});

@@ -7,6 +7,7 @@ import { performance } from 'node:perf_hooks';
 import {
   commandDataBytesMax,
   commandWindowMax,
+  InitiatorOpcode,
   LoginStatus,
   pendingDataBytesMax,
   targetDefaultTime2RetainS,
@@ -17,11 +18,15 @@ import {
   targetMaxRecvDataSegmentBytes,
 } from './constants.ts';
 import type { ChapCredentials } from './chap.ts';
-import { FullFeatureConnection, type ConnectionLimits } from './connection.ts';
-import { finishLogin, initialLoginState, loginStep, refuseLogin, type LoginConfig, type LoginState, type LoginStep } from './login.ts';
+import { FullFeatureConnection, type ConnectionLimits, type SharedDataBudget } from './connection.ts';
+import {
+  finishLogin, initialLoginState, loginSegmentBytesMax, loginStep, refuseLogin, refuseLoginRequest,
+  type LoginConfig, type LoginState, type LoginStep,
+} from './login.ts';
 import type { TargetPreferences } from './negotiation.ts';
 import { PduParser } from './pdu-parser.ts';
-import { framePdu, noDigests, type Pdu } from './pdu.ts';
+import { dataSegmentLengthOf, framePdu, noDigests, opcodeOf, type Pdu } from './pdu.ts';
+import { LogLimiter } from '../../common/log-limiter.ts';
 import type { Nexus, ScsiTarget, TargetRegistry } from '../scsi/types.ts';
 
 export interface PortalLogger {
@@ -32,8 +37,15 @@ export interface PortalLogger {
 }
 
 export interface PortalLimits extends ConnectionLimits {
-  /** TCP connections at once (logged in or logging in). */
+  /** TCP connections at once (logged in or logging in). Past it a connection's login is refused with
+   *  "out of resources" (RFC 7143 §11.13.5); a few more are accepted only to say so. */
   readonly connectionsMax: number;
+  /** Connections still in the login phase; past it a new one closes the oldest login of the address
+   *  holding the most, so slow, abandoned or flooding logins cannot crowd out a prompt initiator. */
+  readonly loginsInProgressMax: number;
+  /** Data-Out bytes all connections together may buffer; past it commands carrying data are
+   *  answered TASK SET FULL and R2Ts wait (each connection is bounded by pendingDataBytesMax too). */
+  readonly bufferedDataBytesMax: number;
   /** Sessions one initiator name may hold at once. */
   readonly sessionsPerInitiatorMax: number;
   /** A login not finished in this time is dropped. */
@@ -47,6 +59,8 @@ export interface PortalLimits extends ConnectionLimits {
 
 export const defaultPortalLimits: PortalLimits = {
   connectionsMax: 1024,
+  loginsInProgressMax: 64,
+  bufferedDataBytesMax: 512 * 1024 * 1024,
   sessionsPerInitiatorMax: 64,
   loginTimeoutMs: 15_000,
   writeBufferBytesMax: 32 * 1024 * 1024,
@@ -100,6 +114,11 @@ export class PortalError extends Error {
 }
 
 const tickMs = 1000;
+/** Connections past connectionsMax accepted to be told "out of resources"; beyond, the kernel's
+ *  accept is answered by a close. */
+const overLimitConnectionsMax = 64;
+/** An over-limit connection that sends no login header by then is closed unanswered. */
+const overLimitLoginMs = 2000;
 const closeLingerMs = 5000;
 
 interface Session {
@@ -132,7 +151,7 @@ export async function startPortal(opts: PortalOptions): Promise<Portal> {
   };
   const state = new PortalState(opts, limits, prefs);
   const server = net.createServer({ noDelay: true }, (socket) => state.accept(socket));
-  server.maxConnections = limits.connectionsMax;
+  server.maxConnections = limits.connectionsMax + overLimitConnectionsMax;
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error) => reject(new PortalError(`cannot listen on ${opts.address}:${opts.port}: ${err.message}`, { cause: err }));
     server.once('error', onError);
@@ -162,7 +181,15 @@ export async function startPortal(opts: PortalOptions): Promise<Portal> {
 class PortalState {
   readonly sessions = new Map<number, Session>();
   readonly clients = new Set<Client>();
+  /** Connections in the login phase, oldest first (a Set keeps insertion order). */
+  private readonly loggingIn = new Set<Client>();
+  /** Connections accepted past connectionsMax, only to refuse their login. */
+  private overLimit = 0;
+  readonly refusals: LogLimiter;
+  readonly dataBudget: SharedDataBudget;
   private readonly reserved = new Set<number>();
+  /** Initiator names of new sessions between admission and registration (they count as held). */
+  private readonly reservedBy = new Map<number, string>();
   /** Dropped connections whose commands have not left the SCSI layer yet. */
   private readonly draining = new Set<Client>();
   private nextTsih = 1;
@@ -173,6 +200,8 @@ class PortalState {
     readonly limits: PortalLimits,
     readonly prefs: TargetPreferences,
   ) {
+    this.refusals = new LogLimiter(opts.logger);
+    this.dataBudget = { usedBytes: 0, bytesMax: limits.bufferedDataBytesMax };
     this.loginConfig = {
       prefs,
       portalGroupTag: opts.portalGroupTag,
@@ -188,8 +217,42 @@ class PortalState {
   }
 
   accept(socket: net.Socket): void {
-    const client = new Client(this, socket);
+    const overLimit = this.clients.size - this.overLimit >= this.limits.connectionsMax;
+    const client = new Client(this, socket, overLimit);
     this.clients.add(client);
+    if (overLimit) {
+      this.overLimit++;
+      return;
+    }
+    this.loggingIn.add(client);
+    if (this.loggingIn.size > this.limits.loginsInProgressMax) {
+      const victim = this.loginToClose();
+      this.refusals.warn('iSCSI login closed to make room for a newer one', { remote: victim.remote, loginsInProgressMax: this.limits.loginsInProgressMax });
+      victim.drop('logins in progress at their limit', true);
+    }
+  }
+
+  /** The oldest login of the address holding the most logins in progress: a host that floods the
+   *  portal with connections displaces its own, not another host's prompt login. */
+  private loginToClose(): Client {
+    const perAddress = new Map<string | undefined, number>();
+    let busiest: string | undefined;
+    let most = 0;
+    for (const c of this.loggingIn) {
+      const n = (perAddress.get(c.remoteAddress) ?? 0) + 1;
+      perAddress.set(c.remoteAddress, n);
+      if (n > most) {
+        most = n;
+        busiest = c.remoteAddress;
+      }
+    }
+    for (const c of this.loggingIn) if (c.remoteAddress === busiest) return c;
+    return this.loggingIn.values().next().value!;
+  }
+
+  /** The connection left the login phase (full feature phase, or closed). */
+  loginOver(client: Client): void {
+    this.loggingIn.delete(client);
   }
 
   tick(): void {
@@ -236,7 +299,8 @@ class PortalState {
         replaced.push(s.client);
       }
     }
-    const held = [...this.sessions.values()].filter((s) => s.initiatorName === login.initiatorName).length;
+    const held = [...this.sessions.values()].filter((s) => s.initiatorName === login.initiatorName).length
+      + [...this.reservedBy.values()].filter((name) => name === login.initiatorName).length;
     if (held >= this.limits.sessionsPerInitiatorMax) {
       return { refuse: LoginStatus.OutOfResources, reason: `${held} sessions already` };
     }
@@ -245,6 +309,7 @@ class PortalState {
       this.nextTsih = this.nextTsih >= 0xffff ? 1 : this.nextTsih + 1;
       if (!this.sessions.has(tsih) && !this.reserved.has(tsih)) {
         this.reserved.add(tsih);
+        this.reservedBy.set(tsih, login.initiatorName);
         return { tsih, replaced };
       }
     }
@@ -254,16 +319,19 @@ class PortalState {
   /** A TSIH handed out by admit() is released by register() or by a refusal. */
   release(tsih: number): void {
     this.reserved.delete(tsih);
+    this.reservedBy.delete(tsih);
   }
 
   register(session: Session): void {
     this.reserved.delete(session.tsih);
+    this.reservedBy.delete(session.tsih);
     this.sessions.set(session.tsih, session);
     session.target?.nexusOpened(session.nexus);
   }
 
   unregister(client: Client): void {
-    this.clients.delete(client);
+    if (this.clients.delete(client) && client.overLimit) this.overLimit--;
+    this.loggingIn.delete(client);
     const session = client.session;
     if (session === undefined || this.sessions.get(session.tsih) !== session) return;
     this.sessions.delete(session.tsih);
@@ -290,6 +358,7 @@ class PortalState {
 /** One TCP connection: login phase, then full feature phase. */
 class Client {
   readonly remote: string;
+  readonly remoteAddress: string | undefined;
   private readonly parser: PduParser;
   private login: LoginState;
   private loginDeadlineMs: number;
@@ -307,11 +376,15 @@ class Client {
   constructor(
     private readonly portal: PortalState,
     private readonly socket: net.Socket,
+    /** Accepted past connectionsMax: its login is refused with "out of resources". */
+    readonly overLimit: boolean,
   ) {
+    this.remoteAddress = socket.remoteAddress;
     this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
-    this.parser = new PduParser({ headerDigest: false, dataDigest: false, dataSegmentBytesMax: portal.prefs.maxRecvDataSegmentBytes });
+    // Login PDUs carry at most 8 KiB of data (§13.12): a longer one is refused from its header.
+    this.parser = new PduParser({ headerDigest: false, dataDigest: false, dataSegmentBytesMax: loginSegmentBytesMax });
     this.login = initialLoginState(portal.prefs, randomBytes(4).readUInt32BE(0));
-    this.loginDeadlineMs = performance.now() + portal.limits.loginTimeoutMs;
+    this.loginDeadlineMs = performance.now() + (overLimit ? Math.min(overLimitLoginMs, portal.limits.loginTimeoutMs) : portal.limits.loginTimeoutMs);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
     this.closedPromise = new Promise((resolve) => socket.once('close', () => resolve()));
@@ -334,7 +407,7 @@ class Client {
     if (this.ended) return;
     if (this.conn === undefined) {
       if (nowMs > this.loginDeadlineMs) {
-        this.log.warn('iSCSI login timed out', { remote: this.remote, initiator: this.login.initiatorName || undefined });
+        this.portal.refusals.warn('iSCSI login timed out', { remote: this.remote, initiator: this.login.initiatorName || undefined, loginTimeoutMs: this.portal.limits.loginTimeoutMs });
         this.drop('login timeout', true);
       }
       return;
@@ -353,13 +426,22 @@ class Client {
     try {
       for (let r = this.parser.next(); r !== undefined && !this.ended; r = this.admitting ? undefined : this.parser.next()) {
         if (this.conn !== undefined) {
-          if (r.kind === 'fatal') this.log.warn('iSCSI protocol error, closing', { remote: this.remote, reason: r.reason });
+          if (r.kind === 'fatal') this.portal.refusals.warn('iSCSI protocol error, closing', { remote: this.remote, reason: r.reason });
           this.conn.receive(r, performance.now());
           continue;
         }
+        if (r.kind === 'fatal' && r.reason === 'data-segment-too-long' && opcodeOf(r.bhs) === InitiatorOpcode.LoginRequest) {
+          // Refused from its header: the oversized data segment is never read, let alone buffered.
+          this.refuseHeader(r.bhs, LoginStatus.InitiatorError, `login data segment of ${dataSegmentLengthOf(r.bhs)} bytes, over ${loginSegmentBytesMax}`);
+          return;
+        }
         if (r.kind !== 'pdu') {
-          this.log.warn('iSCSI protocol error during login, closing', { remote: this.remote, reason: r.kind === 'fatal' ? r.reason : r.kind });
+          this.portal.refusals.warn('iSCSI protocol error during login, closing', { remote: this.remote, reason: r.kind === 'fatal' ? r.reason : r.kind });
           this.drop('bad login PDU', true);
+          return;
+        }
+        if (this.overLimit && opcodeOf(r.pdu.bhs) === InitiatorOpcode.LoginRequest) {
+          this.refuseHeader(r.pdu.bhs, LoginStatus.OutOfResources, `${this.portal.limits.connectionsMax} connections already`);
           return;
         }
         this.onLoginPdu(r.pdu);
@@ -392,7 +474,7 @@ class Client {
       return;
     }
     if (step.kind === 'fail') {
-      this.log.warn('iSCSI login refused', {
+      this.portal.refusals.warn('iSCSI login refused', {
         remote: this.remote,
         initiator: step.state.initiatorName || undefined,
         target: step.state.targetName,
@@ -435,8 +517,16 @@ class Client {
     });
   }
 
+  /** Refuses a login request from its header alone and closes the connection. */
+  private refuseHeader(bhs: Buffer, status: LoginStatus, reason: string): void {
+    this.portal.refusals.warn('iSCSI login refused', { remote: this.remote, status: `0x${status.toString(16).padStart(4, '0')}`, reason });
+    const r = refuseLoginRequest(this.login, bhs, status);
+    this.write(framePdu(r.bhs, r.data, noDigests));
+    this.drop('login refused');
+  }
+
   private refuse(state: LoginState, itt: number, status: LoginStatus, reason: string): void {
-    this.log.warn('iSCSI login refused', { remote: this.remote, initiator: state.initiatorName, status: `0x${status.toString(16).padStart(4, '0')}`, reason });
+    this.portal.refusals.warn('iSCSI login refused', { remote: this.remote, initiator: state.initiatorName, status: `0x${status.toString(16).padStart(4, '0')}`, reason });
     const r = refuseLogin(state, itt, status);
     this.write(framePdu(r.bhs, r.data, noDigests));
     this.drop('login refused');
@@ -459,11 +549,12 @@ class Client {
         nexus,
         prefs: this.portal.prefs,
         limits: this.portal.limits,
+        dataBudget: this.portal.dataBudget,
         discovery: () => opts.registry.discovery(),
         nowMs: performance.now(),
       },
       {
-        send: (parts) => this.write(parts),
+        send: (parts, written) => this.write(parts, written),
         execute: (serial, req) => {
           // The READ/WRITE path: one pair of callbacks per command, no promise chained onto it.
           const conn = this.conn!;
@@ -498,6 +589,7 @@ class Client {
         close: (reason) => this.drop(reason),
       },
     );
+    this.portal.loginOver(this);
     this.parser.setOptions({
       headerDigest: result.params.headerDigest,
       dataDigest: result.params.dataDigest,
@@ -562,7 +654,7 @@ class Client {
   /** Writes PDUs. Everything written in one turn of the event loop goes out in one writev: the
    *  socket stays corked until the check phase, after every I/O completion of that turn has run, so
    *  32 completions at queue depth 32 cost one system call instead of 32. */
-  private write(parts: Buffer[]): void {
+  private write(parts: Buffer[], written?: () => void): void {
     if (this.ended || this.socket.destroyed) return;
     if (!this.corked) {
       this.corked = true;
@@ -572,7 +664,10 @@ class Client {
         this.socket.uncork();
       });
     }
-    for (const p of parts) this.socket.write(p);
+    const last = parts.length - 1;
+    for (let i = 0; i < last; i++) this.socket.write(parts[i]);
+    // The callback of the last part: the socket has taken every part by then (writes complete in order).
+    if (last >= 0) this.socket.write(parts[last], written && ((err) => { if (!err) written(); }));
     if (!this.paused && this.socket.writableLength > this.portal.limits.writeBufferBytesMax) {
       // The initiator reads slower than we answer: stop taking new commands until it catches up.
       this.paused = true;

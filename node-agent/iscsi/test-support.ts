@@ -232,8 +232,12 @@ export class RecordingIo implements ConnectionIo {
   tmfs: Array<{ serial: number; req: { fn: TaskManagementFunction; nexus: Nexus; lun: number } }> = [];
   closedWith: string | undefined;
 
-  send(parts: Buffer[]): void {
+  /** The `written` callbacks of send(), in order; a test runs them as the socket would. */
+  written: Array<() => void> = [];
+
+  send(parts: Buffer[], written?: () => void): void {
     this.sent.push(Buffer.concat(parts));
+    if (written) this.written.push(written);
   }
   execute(serial: number, req: ScsiRequest): void {
     this.executed.push({ serial, req });

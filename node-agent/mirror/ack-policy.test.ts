@@ -7,7 +7,7 @@ import {
   type AckPolicyConfig, type AckPolicyInput, type AckPolicyOutput, type AckPolicyState, type WriteCompletion,
 } from './ack-policy.ts';
 
-const base: AckPolicyConfig = { ...ackPolicyDefaults, policy: 'adaptive', syncMaxRttMs: 5, maxLagMs: 2000, holdDownMs: 5000, holdDownMaxMs: 40_000 };
+const base: AckPolicyConfig = { ...ackPolicyDefaults, rttWindowMs: 1000, policy: 'adaptive', syncMaxRttMs: 5, maxLagMs: 2000, holdDownMs: 5000, holdDownMaxMs: 40_000 };
 
 /** Drives one group's policy; every output is kept with the time it came out. */
 class Story {
@@ -33,11 +33,12 @@ class Story {
       peerUp: () => this.feed({ kind: 'peer-up', nowMs }),
       peerDown: () => this.feed({ kind: 'peer-down', nowMs }),
       outdatedRecorded: () => this.feed({ kind: 'outdated-recorded', nowMs }),
+      resyncNeeded: (reason: string) => this.feed({ kind: 'resync-needed', nowMs, reason }),
     };
   }
-  /** Heartbeats every 100 ms from..to with the given RTT. */
-  heartbeats(fromMs: number, toMs: number, rttMs: number) {
-    for (let t = fromMs; t < toMs; t += 100) this.at(t).rtt(rttMs);
+  /** Heartbeats every everyMs (100 by default) from..to with the given RTT. */
+  heartbeats(fromMs: number, toMs: number, rttMs: number, everyMs = 100) {
+    for (let t = fromMs; t < toMs; t += everyMs) this.at(t).rtt(rttMs);
   }
   kinds(): string[] {
     return this.log.map(({ out }) => (out.kind === 'mode-changed' ? `mode ${out.to}` : out.kind));
@@ -128,6 +129,22 @@ test('sync policy: the peer going away marks it outdated, writes go on; resync m
   s.at(5100).lag(0, 0, 10 * 65536);
   t.is(s.state.secondary, 'outdated', 'dirty regions still to resync');
   s.at(9000).lag(0, 0, 0);
+  t.is(s.state.secondary, 'up-to-date');
+  t.deepEqual(s.kinds(), ['mark-outdated', 'mark-up-to-date']);
+});
+
+test('a secondary attaching with data to resync is recorded outdated, writes still wait for it; up-to-date only once the resync is done', (t) => {
+  const s = new Story({ policy: 'sync' });
+  s.at(0).peerUp();
+  t.deepEqual(s.at(10).resyncNeeded('secondary has no data: full resync').map((o) => o.kind), ['mark-outdated']);
+  t.is(s.state.secondary, 'outdating');
+  t.is(s.completion(), 'peer-ack', 'sync writes keep waiting for the attached secondary');
+  s.at(20).outdatedRecorded();
+  t.is(s.state.secondary, 'outdated');
+  s.at(100).lag(0, 0, 1);
+  t.is(s.state.secondary, 'outdated', 'resync not finished');
+  t.deepEqual(s.at(200).resyncNeeded('again'), [], 'already outdated: nothing more to record');
+  s.at(300).lag(0, 0, 0);
   t.is(s.state.secondary, 'up-to-date');
   t.deepEqual(s.kinds(), ['mark-outdated', 'mark-up-to-date']);
 });
@@ -228,4 +245,18 @@ test('the damped hold-down decays after a long stable sync period', (t) => {
   t.is(s.state.mode, 'sync');
   s.heartbeats(18_000, 60_000, 0.5);     // stable for holdDownMaxMs
   t.is(s.state.holdDownMs, 5000);
+});
+
+test('adaptive with the default window: two stalled heartbeats among 40 do not leave sync; a degraded link does within a second', (t) => {
+  const s = new Story({ ...ackPolicyDefaults, policy: 'adaptive', syncMaxRttMs: 5, maxLagMs: 2000, holdDownMs: 5000, holdDownMaxMs: 40_000 });
+  s.at(0).peerUp();
+  s.heartbeats(50, 3000, 1.5, 50);
+  s.at(3010).rtt(9); // one scheduling stall of an agent
+  s.at(3030).rtt(7);
+  s.heartbeats(3050, 5000, 1.5, 50);
+  t.is(s.state.mode, 'sync', 'two slow samples in the 2 s window');
+  s.heartbeats(5000, 6000, 21, 50); // 10 ms each way from now on
+  t.is(s.state.mode, 'async');
+  const switched = s.log.find((l) => l.out.kind === 'mode-changed' && l.out.to === 'async');
+  t.true(switched !== undefined && switched.atMs - 5000 <= 1000, `switched ${switched ? switched.atMs - 5000 : '-'} ms after the link degraded`);
 });

@@ -28,7 +28,7 @@ export interface AckPolicyConfig {
 }
 
 export const ackPolicyDefaults = {
-  rttWindowMs: 1000,
+  rttWindowMs: 2000,
   rttPercentile: 0.9,
   rttSamplesMax: 256,
   holdDownMs: 5000,
@@ -79,7 +79,12 @@ export type AckPolicyInput =
   | { kind: 'peer-up'; nowMs: number }
   | { kind: 'peer-down'; nowMs: number }
   /** The runtime has durably recorded the secondary outdated (metadata, and the witness where there is one). */
-  | { kind: 'outdated-recorded'; nowMs: number };
+  | { kind: 'outdated-recorded'; nowMs: number }
+  /**
+   * The attached secondary lacks data the stream cannot deliver (new or foreign copy, regions missed
+   * while detached): it is outdated until the resync completes (resyncBytes reaches 0).
+   */
+  | { kind: 'resync-needed'; nowMs: number; reason: string };
 
 export type AckPolicyOutput =
   /** Record the secondary outdated durably, then feed 'outdated-recorded'. Comes before any local-only completion. */
@@ -184,6 +189,7 @@ function absorb(s: AckPolicyState, input: AckPolicyInput): AckPolicyState {
     case 'peer-down':
       return { ...s, peer: 'down', samples: [], heartbeatOutstandingMs: 0 };
     case 'outdated-recorded':
+    case 'resync-needed':
       return s;
   }
 }
@@ -237,6 +243,10 @@ function lagDrained(s: AckPolicyState): boolean {
 
 function decideRecord(s: AckPolicyState, input: AckPolicyInput, outputs: AckPolicyOutput[]): AckPolicyState {
   if (input.kind === 'outdated-recorded' && s.secondary === 'outdating') s = { ...s, secondary: 'outdated' };
+  if (input.kind === 'resync-needed' && s.secondary === 'up-to-date') {
+    outputs.push({ kind: 'mark-outdated', reason: input.reason });
+    return { ...s, secondary: 'outdating' };
+  }
   if (completesLocally(s)) {
     if (s.secondary !== 'up-to-date') return s;
     outputs.push({ kind: 'mark-outdated', reason: s.peer === 'down' ? 'secondary unreachable' : 'mirror in async mode' });

@@ -81,10 +81,11 @@ test('compaction replaces the log atomically; a crash during it leaves the old f
   await t.throwsAsync(stat(`${path}.tmp`));
 });
 
-test('a file of another geometry is refused with a named error; garbage in a checked record asserts', async (t) => {
+test('a file of another region size is refused with a named error; garbage in a checked record asserts', async (t) => {
   const path = join(await tempDir(t), 'data.dirty');
   await (await openDirtyMapFile(path, g)).file.close();
-  await t.throwsAsync(openDirtyMapFile(path, { ...g, regionCount: 200 }), { instanceOf: DirtyMapFileMismatchError });
+  await t.throwsAsync(openDirtyMapFile(path, { ...g, regionSizeBytes: g.regionSizeBytes * 2 }), { instanceOf: DirtyMapFileMismatchError });
+  await t.throwsAsync(openDirtyMapFile(path, { ...g, extentRegions: g.extentRegions * 2 }), { instanceOf: DirtyMapFileMismatchError });
   const log = await readFile(path);
   t.throws(() => replayLog(Buffer.concat([log, encodeTransaction(txn(1, { alAdd: [13] }))]), g), { message: /AL extent 13 outside/ });
   t.throws(() => replayLog(Buffer.concat([log, encodeTransaction(txn(2)), encodeTransaction(txn(2))]), g), { message: /ids only grow/ });
@@ -114,4 +115,20 @@ test('a DirtyMap persisted through the file reloads with every AL extent and dir
   const reloaded = new DirtyMap(cfg, r.image);
   t.deepEqual(reloaded.resyncRegions().runs(), [[0, 1], [24, 8], [88, 8]]);
   await r.file.close();
+});
+
+test('a file written before its volume was resized replays into the new geometry: bits kept when grown, cut when shrunk', async (t) => {
+  const path = join(await tempDir(t), 'data.dirty');
+  const opened = await openDirtyMapFile(path, g);
+  await opened.file.persist(txn(1, { alAdd: [2], setRuns: [[5, 1], [90, 2]] }));
+  await opened.file.close();
+  const grown = await openDirtyMapFile(path, { ...g, regionCount: 200 });
+  t.deepEqual(new RegionBitmap(200, grown.image!.dirty).runs(), [[5, 1], [16, 8], [90, 2]]);
+  t.deepEqual(grown.image?.alExtents, [2]);
+  await grown.file.close();
+  // The grown geometry is what the file holds now; a shrink to 20 regions keeps what lies below.
+  const shrunk = await openDirtyMapFile(path, { ...g, regionCount: 20 });
+  t.deepEqual(new RegionBitmap(20, shrunk.image!.dirty).runs(), [[5, 1], [16, 4]]);
+  t.deepEqual(shrunk.image?.alExtents, [2]);
+  await shrunk.file.close();
 });

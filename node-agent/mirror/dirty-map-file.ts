@@ -96,9 +96,12 @@ export function replayLog(log: Buffer, g: DirtyMapGeometry): ReplayResult {
       const version = r.u32();
       assert(version === formatVersion, `dirty-map file format ${version}, expected ${formatVersion}`);
       const found = { regionSizeBytes: r.u32(), regionCount: r.u32(), extentRegions: r.u32() };
-      if (found.regionSizeBytes !== g.regionSizeBytes || found.regionCount !== g.regionCount || found.extentRegions !== g.extentRegions) {
+      if (found.regionSizeBytes !== g.regionSizeBytes || found.extentRegions !== g.extentRegions) {
         throw new DirtyMapFileMismatchError(`dirty map written for ${JSON.stringify(found)}, the volume now has ${JSON.stringify(g)}`);
       }
+      // A resized volume (topology apply; a crash before its map was rewritten): replay in the old
+      // geometry, then fit the result to the new one.
+      if (found.regionCount !== g.regionCount) return fitReplay(replayLog(log, found), g);
       sawHeader = true;
     } else if (type === RecordType.Image) {
       const id = r.u32();
@@ -126,6 +129,18 @@ export function replayLog(log: Buffer, g: DirtyMapGeometry): ReplayResult {
   }
   assert(sawHeader || at === 0, 'dirty-map log without a header');
   return { image: { dirty: dirty.bytes, alExtents: [...al].sort((a, b) => a - b) }, records: Math.max(0, records - 1), goodBytes: at, tornTailBytes: log.length - at };
+}
+
+function fitReplay(r: ReplayResult, g: DirtyMapGeometry): ReplayResult {
+  const old = new RegionBitmap(r.image.dirty.length * 8, r.image.dirty);
+  const dirty = new RegionBitmap(g.regionCount);
+  for (let x = old.nextSet(0); x >= 0 && x < g.regionCount; x = old.nextSet(x + 1)) dirty.set(x);
+  const extentCount = Math.ceil(g.regionCount / g.extentRegions);
+  // An AL extent cut by a shrink keeps its surviving regions dirty (the sites may differ there).
+  for (const e of r.image.alExtents) {
+    for (let x = e * g.extentRegions; x < Math.min(g.regionCount, (e + 1) * g.extentRegions); x++) dirty.set(x);
+  }
+  return { ...r, image: { dirty: dirty.bytes, alExtents: r.image.alExtents.filter((e) => e < extentCount) } };
 }
 
 function checkExtents(es: number[], extentCount: number): number[] {
@@ -184,7 +199,12 @@ export class DirtyMapFile {
   private bytes = 0;
   private busy = false;
 
-  constructor(readonly path: string, private readonly geometry: DirtyMapGeometry, private handle: FileHandle) {}
+  constructor(readonly path: string, private geometry: DirtyMapGeometry, private handle: FileHandle) {}
+
+  /** The volume was resized: the next transaction persisted must be a compaction (it writes the new header). */
+  setGeometry(g: DirtyMapGeometry): void {
+    this.geometry = g;
+  }
 
   /** Log size: the runtime asks the DirtyMap for a compacting transaction past a bound. */
   get sizeBytes(): number {

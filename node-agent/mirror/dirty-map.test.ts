@@ -231,3 +231,68 @@ test('seeded crash simulation: what differs between the sites is always covered 
   }
   t.pass();
 });
+
+test('resize: growing adds clean regions and keeps dirty ones; shrinking forgets the regions past the new end', (t) => {
+  const map = new DirtyMap(small);
+  const disk = new Disk(map.regionCount);
+  const a = map.beginWrite(10 * 64 * KiB, 4096);
+  persist(map, disk);
+  map.localDone(a.ticket);
+  map.notMirrored(a.ticket); // peer down: region 10 waits for a resync
+  const b = map.beginWrite(250 * 64 * KiB, 4096);
+  persist(map, disk);
+  map.localDone(b.ticket);
+  map.notMirrored(b.ticket);
+  map.resize(32 * MiB);
+  t.is(map.regionCount, 512);
+  t.deepEqual(map.resyncRegions().runs(), [[10, 1], [250, 1]]);
+  const c = map.beginWrite(500 * 64 * KiB, 4096); // past the old end
+  const grownDisk = new Disk(map.regionCount);
+  const { released } = persist(map, grownDisk, 0, true);
+  if (c.kind === 'wait') t.true(released.includes(c.ticket));
+  map.localDone(c.ticket);
+  map.notMirrored(c.ticket);
+  map.checkInvariant(grownDisk);
+  map.resize(8 * MiB);
+  t.is(map.regionCount, 128);
+  t.deepEqual(map.resyncRegions().runs(), [[10, 1]]);
+  const shrunkDisk = new Disk(map.regionCount);
+  persist(map, shrunkDisk, 0, true);
+  map.checkInvariant(shrunkDisk);
+});
+
+test('a shrink waits for what is tracked past the new end: writes and resync entries in flight there', (t) => {
+  const map = new DirtyMap(small);
+  const disk = new Disk(map.regionCount);
+  const w = map.beginWrite(200 * 64 * KiB, 4096); // region 200
+  persist(map, disk);
+  t.true(map.tracksFrom(128));
+  t.false(map.tracksFrom(201));
+  map.mirrored(w.ticket, 1);
+  map.localDone(w.ticket);
+  map.peerLost(); // region 200 now waits for a resync
+  t.false(map.tracksFrom(128), 'a stranded write is no longer in flight');
+  map.resyncSent(200, 2);
+  t.true(map.tracksFrom(128), 'the resync entry for region 200 is in flight');
+  map.peerDurable(2);
+  t.false(map.tracksFrom(0));
+  map.resize(8 * MiB);
+  t.is(map.regionCount, 128);
+});
+
+test('forgetAll: a resynced secondary forgets its own dirty regions; refused while anything is in flight', (t) => {
+  const map = new DirtyMap(small);
+  const disk = new Disk(map.regionCount);
+  const w = map.beginWrite(0, 4096);
+  persist(map, disk);
+  t.throws(() => map.forgetAll(), { message: /in flight/ });
+  map.localDone(w.ticket);
+  map.notMirrored(w.ticket);
+  t.is(map.stats().dirtyRegions, 1);
+  map.forgetAll();
+  t.is(map.stats().dirtyRegions, 0);
+  t.is(map.resyncRegions().count, 0);
+  const txn = map.takeTransaction(0, { compact: true })!;
+  t.deepEqual([...txn.image!.dirty].filter((b) => b !== 0), []);
+  t.deepEqual(txn.image!.alExtents, []);
+});

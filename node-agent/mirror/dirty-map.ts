@@ -80,14 +80,14 @@ export function regionGeometry(volumeSizeBytes: number, regionSizeBytes: number)
 }
 
 export class DirtyMap {
-  readonly regionCount: number;
-  readonly extentCount: number;
+  regionCount: number;
+  extentCount: number;
   /** The truth in memory: the peer may lack these regions. */
-  private readonly dirty: RegionBitmap;
+  private dirty: RegionBitmap;
   /** Dirty with no tracked write behind them (peer unreachable, reloaded, gap): only a resync cleans them. */
-  private readonly stuck: RegionBitmap;
+  private stuck: RegionBitmap;
   /** Clean in memory, maybe still dirty on disk. */
-  private readonly toClear: RegionBitmap;
+  private toClear: RegionBitmap;
   /** Tracked writes (and resync entries) per region not yet finished. */
   private readonly tracked = new Map<number, number>();
   private readonly writes = new Map<number, WriteRecord>();
@@ -103,7 +103,7 @@ export class DirtyMap {
   private useClock = 0;
   private lastCleanFlushMs = -Infinity;
 
-  constructor(readonly config: DirtyMapConfig, image?: DirtyMapImage) {
+  constructor(public config: DirtyMapConfig, image?: DirtyMapImage) {
     this.regionCount = regionGeometry(config.volumeSizeBytes, config.regionSizeBytes).regionCount;
     assert(Math.ceil(this.regionCount / 8) <= config.bitmapBytesMax,
       `a ${config.volumeSizeBytes}-byte volume needs ${Math.ceil(this.regionCount / 8)} bitmap bytes, more than bitmapBytesMax ${config.bitmapBytesMax}: choose larger regions`);
@@ -264,9 +264,64 @@ export class DirtyMap {
     return released;
   }
 
+  /**
+   * The volume was resized (a topology change). Growing adds clean regions at the end. Shrinking
+   * forgets the regions past the new end: the caller has quiesced them (no write or resync entry in
+   * flight there). Between transactions only; the caller persists a compaction next (the on-disk
+   * map has the old geometry).
+   */
+  resize(volumeSizeBytes: number): void {
+    assert(this.inflight === undefined, 'resize with a dirty-map transaction in flight');
+    const regionCount = regionGeometry(volumeSizeBytes, this.config.regionSizeBytes).regionCount;
+    assert(Math.ceil(regionCount / 8) <= this.config.bitmapBytesMax, `a ${volumeSizeBytes}-byte volume needs more than bitmapBytesMax ${this.config.bitmapBytesMax} bitmap bytes`);
+    for (const r of this.tracked.keys()) assert(r < regionCount, `region ${r} has an entry in flight past the new end`);
+    const fit = (b: RegionBitmap): RegionBitmap => {
+      const out = new RegionBitmap(regionCount);
+      for (let r = b.nextSet(0); r >= 0 && r < regionCount; r = b.nextSet(r + 1)) out.set(r);
+      return out;
+    };
+    this.dirty = fit(this.dirty);
+    this.stuck = fit(this.stuck);
+    this.toClear = fit(this.toClear);
+    this.config = { ...this.config, volumeSizeBytes };
+    this.regionCount = regionCount;
+    this.extentCount = Math.ceil(regionCount / this.config.extentRegions);
+    for (const e of [...this.al.keys()]) if (e >= this.extentCount) this.al.delete(e);
+    for (const e of [...this.alWanted]) if (e >= this.extentCount) this.alWanted.delete(e);
+  }
+
+  /**
+   * This site's copy was resynced whole from the primary: no region differs any more. Only while
+   * nothing is tracked (a secondary); the caller persists a compaction next.
+   */
+  forgetAll(): void {
+    assert(this.writes.size === 0 && this.tracked.size === 0 && this.inflight === undefined, 'forgetAll with writes or a transaction in flight');
+    this.dirty = new RegionBitmap(this.regionCount);
+    this.stuck = new RegionBitmap(this.regionCount);
+    this.toClear = new RegionBitmap(this.regionCount);
+    this.al.clear();
+    this.alWanted.clear();
+  }
+
+  /** Some write or resync entry in flight touches a region at or past `region` (a shrink waits for none). */
+  tracksFrom(region: number): boolean {
+    for (const r of this.tracked.keys()) if (r >= region) return true;
+    return false;
+  }
+
   /** Regions a resync must send (dirty, no tracked write that will deliver them). */
   resyncRegions(): RegionBitmap {
     return this.stuck.copy();
+  }
+
+  /** The region is dirty with nothing tracked to deliver it: only a resync entry cleans it. */
+  needsResync(region: number): boolean {
+    return this.stuck.has(region);
+  }
+
+  /** Writes the peer has not durably acknowledged touch the region (verify rechecks it). */
+  isDirty(region: number): boolean {
+    return this.dirty.has(region);
   }
 
   dirtyBitmap(): RegionBitmap {

@@ -1,14 +1,23 @@
 // The secondary's side of one group's mirror: MirrorApplier applies the primary's entries strictly in
 // sequence order to the local volume files and acknowledges applied and durable sequences (fdatasync at
 // flush and FUA entries, when unsynced bytes pass a bound, and when idle); it refuses old epochs and
-// entries whose CRC32C does not match. startApplierLink dials the primary and reconnects with backoff.
-import * as grpc from '@grpc/grpc-js';
+// entries whose CRC32C does not match. When the primary says a resync is needed it records its copy
+// inconsistent, asks for the resync of every volume (with its own dirty regions), answers checksum
+// requests, and records the copy consistent once every volume's ResyncComplete is durable here.
+// startApplierLink dials the primary and reconnects with backoff.
+import type * as grpc from '@grpc/grpc-js';
 import { crc32c } from '@node-rs/crc32';
 import type { Logger } from '../../common/log.ts';
-import { channelOptions, serviceOf } from '../../common/proto.ts';
+import { serviceOf } from '../../common/proto.ts';
+import { channelFor } from '../../common/grpc-client.ts';
+import type { Identity } from '../../common/tls/identity.ts';
 import type { BlockDevice } from '../storage/block-device.ts';
+import { regionChecksums } from './region-checksums.ts';
+import { classifyEpoch, checkList, safeU64 } from '../../common/grpc-validate.ts';
+import { checkEntry, checkPrimaryControl, checkWelcome, invalidMessageReason } from './mirror-checks.ts';
 
-/** Past this many bytes applied and not yet fdatasync'd, the applier syncs before acknowledging durable. */
+/** Past this many bytes applied and not yet fdatasync'd, the applier starts an fdatasync beside the
+ *  apply chain (writes and their applied acks go on meanwhile) and acknowledges durable when it ends. */
 export const unsyncedBytesMax = 64 * 1024 * 1024;
 /** Batches received and not yet applied; past it the stream is paused (the primary bounds it anyway). */
 const queuedBatchesMax = 8;
@@ -17,6 +26,7 @@ const flowControlWindowBytes = 16 * 1024 * 1024;
 const reconnectMinMs = 100;
 const reconnectMaxMs = 5000;
 const idleSyncMs = 200;
+const streamLingerMs = 1000;
 
 export type ApplierFault =
   | { kind: 'old-epoch'; epochSeen: number; epochCurrent: number }
@@ -24,6 +34,14 @@ export type ApplierFault =
   | { kind: 'out-of-order'; expectedSeq: number; seq: number }
   | { kind: 'bad-entry'; seq: number; message: string }
   | { kind: 'refused-by-primary'; reason: string; message: string };
+
+/** This site's copy of the group as its metadata records it (GroupRecord.copy). */
+export interface CopyState {
+  /** It held the group's data in sync at least once (false: new volume files, never resynced). */
+  hasData: boolean;
+  /** No resync is half done: every region is from one moment of the primary's history. */
+  consistent: boolean;
+}
 
 export interface ApplierOptions {
   cluster: string;
@@ -38,6 +56,31 @@ export interface ApplierOptions {
   adoptEpoch: (epoch: number) => Promise<void>;
   send: (msg: Record<string, unknown>) => void;
   log: Logger;
+  /** The copy's state, read at each hello. Absent: a copy that always claims data in sync (unit tests). */
+  copy?: () => CopyState;
+  /** Persists the copy's state before the applier acts on it (inconsistent before any resync data). */
+  recordCopy?: (c: CopyState) => Promise<void>;
+  /** This site's own dirty regions of a volume (writes it made as a primary that its peer may lack). */
+  ownDirty?: (volume: number) => Promise<Uint8Array | undefined>;
+  /** Host-visible state records (persistent reservations) from the primary; absent: none are accepted. */
+  hostState?: HostStateSink;
+}
+
+/** Where a secondary's state records go (their owner: the group's SCSI target), checked before applied. */
+export interface HostStateSink {
+  /** Why the record cannot be applied (unknown kind, malformed payload), or undefined. */
+  check(kind: string, volume: number, payload: Buffer): string | undefined;
+  /** Adopts the record durably, before the entry counts as applied. */
+  adopt(kind: string, volume: number, payload: Buffer): Promise<void>;
+}
+
+function describeFault(f: ApplierFault): string {
+  switch (f.kind) {
+    case 'bad-entry': return `entry ${f.seq}: ${f.message}`;
+    case 'crc-mismatch': return `entry ${f.seq}: CRC32C does not match the data of volume ${f.volume}`;
+    case 'out-of-order': return `entry ${f.seq} where ${f.expectedSeq} was due`;
+    default: return f.kind;
+  }
 }
 
 /** One stream's worth of state; a new stream starts from the primary's welcome. */
@@ -47,12 +90,25 @@ export class MirrorApplier {
   durableSeq = 0;
   private expectedSeq = 0;
   private unsyncedBytes = 0;
+  /** The fdatasync started beside the chain, while it runs; its failure ends the stream at the next message. */
+  private backgroundSync: Promise<void> | undefined;
+  private backgroundFailure: Error | undefined;
   private welcomed = false;
   private chain: Promise<void> = Promise.resolve();
   private queued = 0;
+  /** Volumes whose resync this stream asked for, and those whose ResyncComplete was applied. */
+  private resyncRequested = 0;
+  private resyncCompleted = 0;
+  /** Checksum requests waiting for the entries before them to be applied. */
+  private deferredChecksums: Array<Record<string, any>> = [];
 
   constructor(private readonly o: ApplierOptions) {
     this.epoch = o.epoch;
+  }
+
+  /** Read at each check: a topology apply grows the devices and adds volumes while the stream runs. */
+  private get volumeSizes(): readonly number[] {
+    return this.o.devices.map((d) => d.sizeBytes);
   }
 
   hello(): Record<string, unknown> {
@@ -60,8 +116,9 @@ export class MirrorApplier {
       hello: {
         cluster: this.o.cluster, group: this.o.group, site: this.o.site, epoch: String(this.epoch),
         applied_seq: String(this.appliedSeq), durable_seq: String(this.durableSeq),
-        // Whether this copy holds every acknowledged write is the primary's record (resync comes later).
-        up_to_date: true, has_data: true,
+        // Whether this copy holds every acknowledged write is the primary's record; this says whether
+        // it holds the group's data at all and whether a resync was left half done.
+        up_to_date: this.o.copy?.().consistent ?? true, has_data: this.o.copy?.().hasData ?? true,
         volumes: this.o.devices.map((d, i) => ({ volume: i, size_bytes: String(d.sizeBytes), region_size_bytes: this.o.regionSizeBytes })),
       },
     };
@@ -80,19 +137,27 @@ export class MirrorApplier {
   }
 
   private async handle(m: Record<string, any>): Promise<ApplierFault | undefined> {
+    if (this.backgroundFailure) throw this.backgroundFailure;
+    const invalid = checkPrimaryControl(m);
+    if (invalid) return this.refuseInvalid(invalid);
     switch (m.kind) {
       case 'welcome': return this.onWelcome(m.welcome);
       case 'batch': return this.onBatch(m.batch);
       case 'heartbeat': return this.onHeartbeat(m.heartbeat);
       case 'refusal': return { kind: 'refused-by-primary', reason: m.refusal.reason, message: m.refusal.message };
+      case 'checksum_request': return this.onChecksumRequest(m.checksum_request);
       default: return undefined;
     }
   }
 
   private async onWelcome(w: Record<string, string | boolean>): Promise<ApplierFault | undefined> {
-    const epoch = Number(w.epoch);
-    if (epoch < this.epoch) return this.refuseEpoch(epoch);
-    if (epoch > this.epoch) {
+    const e = classifyEpoch('welcome.epoch', w.epoch, this.epoch);
+    if (e.kind === 'invalid') return this.refuseInvalid(e.reason);
+    const invalid = checkWelcome(w);
+    if (invalid) return this.refuseInvalid(invalid);
+    const epoch = e.epoch;
+    if (e.kind === 'stale') return this.refuseEpoch(epoch);
+    if (e.kind === 'future') {
       await this.o.adoptEpoch(epoch);
       this.epoch = epoch;
     }
@@ -101,8 +166,63 @@ export class MirrorApplier {
     this.appliedSeq = this.expectedSeq - 1;
     this.durableSeq = Math.min(this.durableSeq, this.appliedSeq);
     this.welcomed = true;
-    if (w.resync_needed) this.o.log.warn('primary says a resync is needed (not driven yet)', { group: this.o.group, full: w.full_resync });
+    const sizes = ((w as Record<string, unknown>).volume_size_bytes ?? []) as unknown[];
+    if (w.resync_needed) await this.requestResync(Boolean(w.full_resync), sizes.map(Number));
     return undefined;
+  }
+
+  /** Recorded inconsistent first: a crash in the middle of the resync must not look like a whole copy. */
+  private async requestResync(full: boolean, primarySizes: readonly number[]): Promise<void> {
+    const was = this.o.copy?.() ?? { hasData: true, consistent: true };
+    if (was.consistent) await this.o.recordCopy?.({ hasData: was.hasData, consistent: false });
+    this.resyncRequested = this.o.devices.length;
+    this.resyncCompleted = 0;
+    this.o.log.warn('resync needed: this copy is inconsistent until it completes', { group: this.o.group, full });
+    for (const [volume] of this.o.devices.entries()) {
+      const own = full ? undefined : await this.o.ownDirty?.(volume);
+      // The primary plans on its own size: bits past its end (a shrink not yet applied here) are
+      // regions that no longer exist; regions past this copy's end (a grow) were never written here.
+      const primarySize = primarySizes[volume];
+      const bitmap = own && primarySize ? fitBitmap(own, Math.ceil(primarySize / this.o.regionSizeBytes)) : own;
+      this.o.send({ resync_request: {
+        epoch: String(this.epoch), volume, region_size_bytes: this.o.regionSizeBytes, full, dirty_bitmap: bitmap ?? Buffer.alloc(0),
+      } });
+    }
+  }
+
+  private async onChecksumRequest(q: Record<string, any>): Promise<ApplierFault | undefined> {
+    if (Number(q.epoch) < this.epoch) return this.refuseEpoch(Number(q.epoch));
+    const dev = this.o.devices[q.volume];
+    const regionsTotal = dev ? Math.ceil(dev.sizeBytes / this.o.regionSizeBytes) : 0;
+    const first = Number(q.first_region);
+    if (!dev || q.region_size_bytes !== this.o.regionSizeBytes || q.region_count < 1 || first + q.region_count > regionsTotal) {
+      return { kind: 'bad-entry', seq: 0, message: `checksum request for regions ${first}+${q.region_count} of volume ${q.volume} outside it` };
+    }
+    // Computed once every entry the primary had queued when it asked is applied here.
+    if (Number(q.after_seq) > this.appliedSeq) this.deferredChecksums.push(q);
+    else this.answerChecksums(q);
+    return undefined;
+  }
+
+  /**
+   * Read and checksummed beside the apply chain, not in it: entries and heartbeat echoes do not wait
+   * for it. Later entries landing during the read only make a region differ (it is sent or rechecked).
+   */
+  private answerChecksums(q: Record<string, any>): void {
+    const atSeq = this.appliedSeq;
+    regionChecksums(this.o.devices[q.volume], this.o.regionSizeBytes, Number(q.first_region), q.region_count).then((crcs) => {
+      this.o.send({ checksums: {
+        epoch: String(this.epoch), request_id: q.request_id, volume: q.volume, region_size_bytes: this.o.regionSizeBytes,
+        first_region: q.first_region, crc32c: Array.from(crcs), at_seq: String(atSeq),
+      } });
+    }, (err: Error) => this.o.log.error('region checksums failed', { group: this.o.group, volume: q.volume, error: err.message }));
+  }
+
+  private answerDeferred(): void {
+    if (this.deferredChecksums.length === 0) return;
+    const ready = this.deferredChecksums.filter((q) => Number(q.after_seq) <= this.appliedSeq);
+    this.deferredChecksums = this.deferredChecksums.filter((q) => Number(q.after_seq) > this.appliedSeq);
+    for (const q of ready) this.answerChecksums(q);
   }
 
   private refuseEpoch(epochSeen: number): ApplierFault {
@@ -110,26 +230,43 @@ export class MirrorApplier {
     return { kind: 'old-epoch', epochSeen, epochCurrent: this.epoch };
   }
 
+  /** A message that fails the field checks: the primary is told why, and the stream ends untouched. */
+  private refuseInvalid(message: string): ApplierFault {
+    this.o.send({ refusal: { epoch_seen: '0', epoch_current: String(this.epoch), reason: invalidMessageReason, message } });
+    return { kind: 'bad-entry', seq: 0, message };
+  }
+
   private async onBatch(b: { epoch: string; entries: Array<Record<string, any>> }): Promise<ApplierFault | undefined> {
-    const epoch = Number(b.epoch);
-    if (epoch < this.epoch) return this.refuseEpoch(epoch);
+    const e = classifyEpoch('batch.epoch', b.epoch, this.epoch);
+    if (e.kind === 'invalid') return this.refuseInvalid(e.reason);
+    const listed = checkList('batch.entries', b.entries);
+    if (listed) return this.refuseInvalid(listed);
+    const epoch = e.epoch;
+    if (e.kind === 'stale') return this.refuseEpoch(epoch);
     // A newer epoch arrives only with a welcome: anything else is a protocol fault (reconnect).
-    if (epoch > this.epoch || !this.welcomed) return { kind: 'bad-entry', seq: 0, message: `batch of epoch ${epoch} before a welcome of that epoch` };
+    if (e.kind === 'future' || !this.welcomed) return this.refuseInvalid(`batch of epoch ${epoch} before a welcome of that epoch`);
     // The whole batch is checked before any of it is applied: a bad entry leaves the volume untouched.
     let expected = this.expectedSeq;
     for (const e of b.entries) {
-      const seq = Number(e.seq);
-      if (seq !== expected) return { kind: 'out-of-order', expectedSeq: expected, seq };
-      const fault = this.check(e, seq);
-      if (fault) return fault;
+      const seq = safeU64(e.seq);
+      const fault = seq === undefined ? { kind: 'bad-entry' as const, seq: 0, message: `entry sequence ${String(e.seq).slice(0, 24)} is not a valid sequence` }
+        : seq !== expected ? { kind: 'out-of-order' as const, expectedSeq: expected, seq }
+          : this.check(e, seq);
+      if (fault) {
+        // The primary learns why its stream ends (the volume is untouched).
+        this.o.send({ refusal: { epoch_seen: String(epoch), epoch_current: String(this.epoch), reason: invalidMessageReason, message: describeFault(fault) } });
+        return fault;
+      }
       expected++;
     }
     let durableWanted = false;
+    let completes = 0;
     // Writes run concurrently while their ranges do not overlap; anything else waits for them (order).
     let run: Array<{ volume: number; start: number; end: number }> = [];
     let running: Promise<void>[] = [];
     for (const e of b.entries) {
-      const r = e.kind === 'write' ? { volume: e.write.volume, start: Number(e.write.offset_bytes), end: Number(e.write.offset_bytes) + e.write.data.length } : undefined;
+      const w = e.kind === 'write' ? e.write : e.kind === 'resync' ? e.resync : undefined;
+      const r = w ? { volume: w.volume as number, start: Number(w.offset_bytes), end: Number(w.offset_bytes) + (w.data as Buffer).length, data: w.data as Buffer } : undefined;
       if (!r || run.some((x) => x.volume === r.volume && x.start < r.end && r.start < x.end)) {
         await Promise.all(running);
         run = [];
@@ -137,48 +274,64 @@ export class MirrorApplier {
       }
       if (r) {
         run.push(r);
-        running.push(this.o.devices[r.volume].write(r.start, e.write.data));
-        this.unsyncedBytes += e.write.data.length;
-        if (e.write.fua) durableWanted = true;
+        running.push(this.o.devices[r.volume].write(r.start, r.data));
+        this.unsyncedBytes += r.data.length;
+        // Resync data is made durable at once: the primary cleans its dirty map only then.
+        if (e.kind === 'resync' || e.write.fua) durableWanted = true;
       } else {
         await this.apply(e);
-        if (e.kind === 'flush') durableWanted = true;
+        if (e.kind === 'flush' || e.kind === 'resync_complete') durableWanted = true;
+        if (e.kind === 'resync_complete') completes++;
       }
     }
     await Promise.all(running);
     this.appliedSeq = expected - 1;
     this.expectedSeq = expected;
-    if (durableWanted || this.unsyncedBytes > unsyncedBytesMax) await this.sync();
+    if (durableWanted) await this.sync();
+    else if (this.unsyncedBytes > unsyncedBytesMax) this.syncBeside();
+    if (completes > 0) await this.resyncCompletes(completes);
     this.sendAck();
+    this.answerDeferred();
     return undefined;
   }
 
   /** Refusals of one entry, before anything of its batch is applied. */
   private check(e: Record<string, any>, seq: number): ApplierFault | undefined {
+    const invalid = checkEntry(e, this.volumeSizes);
+    if (invalid) return { kind: 'bad-entry', seq, message: invalid };
     switch (e.kind) {
-      case 'write': {
-        const w = e.write as { volume: number; offset_bytes: string; data: Buffer; crc32c: number };
-        const dev = this.o.devices[w.volume];
-        if (!dev || Number(w.offset_bytes) + w.data.length > dev.sizeBytes) return { kind: 'bad-entry', seq, message: `write outside volume ${w.volume}` };
-        if (crc32c(w.data) !== w.crc32c) return { kind: 'crc-mismatch', seq, volume: w.volume };
+      case 'write':
+        if (crc32c(e.write.data) !== e.write.crc32c) return { kind: 'crc-mismatch', seq, volume: e.write.volume };
+        return undefined;
+      case 'resync': {
+        const r = e.resync as { volume: number; region: string; offset_bytes: string; data: Buffer; crc32c: number };
+        const dev = this.o.devices[r.volume];
+        const offset = Number(r.offset_bytes);
+        if (!dev || offset !== Number(r.region) * this.o.regionSizeBytes || offset + r.data.length > dev.sizeBytes || r.data.length > this.o.regionSizeBytes) {
+          return { kind: 'bad-entry', seq, message: `resync data outside region ${r.region} of volume ${r.volume}` };
+        }
+        if (crc32c(r.data) !== r.crc32c) return { kind: 'crc-mismatch', seq, volume: r.volume };
         return undefined;
       }
-      case 'deallocate': {
-        const d = e.deallocate as { volume: number; offset_bytes: string; length_bytes: string };
-        const dev = this.o.devices[d.volume];
-        if (!dev || Number(d.offset_bytes) + Number(d.length_bytes) > dev.sizeBytes) return { kind: 'bad-entry', seq, message: `deallocate outside volume ${d.volume}` };
+      case 'resync_complete':
+        if (!this.o.devices[e.resync_complete.volume]) return { kind: 'bad-entry', seq, message: `resync complete for volume ${e.resync_complete.volume}` };
         return undefined;
-      }
+      case 'deallocate':
       case 'flush':
         return undefined;
+      case 'state': {
+        const r = e.state as { kind: string; volume: number; payload: Buffer };
+        const refused = this.o.hostState ? this.o.hostState.check(r.kind, r.volume, r.payload) : 'this secondary keeps no host state';
+        return refused ? { kind: 'bad-entry', seq, message: `state record ${r.kind} for volume ${r.volume}: ${refused}` } : undefined;
+      }
       default:
-        // State records and resync entries come with the steps that produce them.
-        return { kind: 'bad-entry', seq, message: `entry kind ${e.kind} not handled yet` };
+        return { kind: 'bad-entry', seq, message: `entry kind ${e.kind} not handled` };
     }
   }
 
-  /** Deallocations (flushes only mark the batch durable). */
+  /** Deallocations and state records (flushes only mark the batch durable). */
   private async apply(e: Record<string, any>): Promise<void> {
+    if (e.kind === 'state') return this.o.hostState!.adopt(e.state.kind, e.state.volume, e.state.payload);
     if (e.kind !== 'deallocate') return;
     const dev = this.o.devices[e.deallocate.volume];
     const offset = Number(e.deallocate.offset_bytes);
@@ -186,6 +339,15 @@ export class MirrorApplier {
     if (dev.deallocate) await dev.deallocate(offset, length);
     else for (let at = offset; at < offset + length; at += 1 << 20) await dev.write(at, Buffer.alloc(Math.min(1 << 20, offset + length - at)));
     this.unsyncedBytes += 1;
+  }
+
+  /** Every requested volume's resync is applied and durable: the copy is whole again. */
+  private async resyncCompletes(n: number): Promise<void> {
+    this.resyncCompleted += n;
+    if (this.resyncRequested === 0 || this.resyncCompleted < this.resyncRequested) return;
+    this.resyncRequested = 0;
+    await this.o.recordCopy?.({ hasData: true, consistent: true });
+    this.o.log.info('resync complete: this copy is consistent', { group: this.o.group, appliedSeq: this.appliedSeq });
   }
 
   private async onHeartbeat(h: Record<string, string>): Promise<undefined> {
@@ -205,12 +367,28 @@ export class MirrorApplier {
     if (upTo > this.durableSeq) this.durableSeq = upTo;
   }
 
-  /** Idle: make what was applied durable so the primary's dirty map can clean. */
-  idleSync(): void {
-    if (this.unsyncedBytes === 0 || this.queued > 0) return;
+  /**
+   * A large amount applied and not yet durable: fdatasync without holding up the chain (a sync of
+   * 64 MiB of scattered pages takes long enough to stall every host write of a sync-mode group), then
+   * acknowledge what it made durable. One at a time; the writes applied meanwhile wait for the next.
+   */
+  private syncBeside(): void {
+    if (this.backgroundSync) return;
+    this.backgroundSync = this.sync().then(
+      () => { this.backgroundSync = undefined; this.sendAck(); },
+      (err: Error) => { this.backgroundSync = undefined; this.backgroundFailure = err; },
+    );
+  }
+
+  /** Idle: make what was applied durable so the primary's dirty map can clean. Returns the failure
+   *  of an earlier sync (beside the chain, or idle), which ends the stream. */
+  idleSync(): Error | undefined {
+    if (this.backgroundFailure) return this.backgroundFailure;
+    if (this.unsyncedBytes === 0 || this.queued > 0) return undefined;
     this.queued++;
     const done = this.chain.then(async () => { await this.sync(); this.sendAck(); });
-    this.chain = done.then(() => { this.queued--; }, () => { this.queued--; });
+    this.chain = done.then(() => { this.queued--; }, (err: Error) => { this.queued--; this.backgroundFailure = err; });
+    return undefined;
   }
 
   private sendAck(): void {
@@ -218,13 +396,16 @@ export class MirrorApplier {
   }
 }
 
+export interface ApplierLink {
+  close(): void;
+  status(): { attached: boolean; appliedSeq: number; durableSeq: number };
+}
+
 /** Dials the primary's agent for one group and keeps a stream attached, with backoff between tries. */
-export function startApplierLink(o: Omit<ApplierOptions, 'send'> & { address: string; port: number }): { close(): void } {
+export function startApplierLink(o: Omit<ApplierOptions, 'send'> & { address: string; port: number; /** whose certificate the primary must present */ peer: Identity }): ApplierLink {
   const Mirror = serviceOf('mirror.proto', 'MetroMirror');
-  const host = o.address.includes(':') ? `[${o.address}]` : o.address;
-  const client = new Mirror(`${host}:${o.port}`, grpc.credentials.createInsecure(), {
-    ...channelOptions, 'grpc-node.flow_control_window': flowControlWindowBytes,
-  });
+  const channel = channelFor(o.address, o.port, { expect: o.peer, channel: { 'grpc-node.flow_control_window': flowControlWindowBytes } });
+  const client = new Mirror(channel.target, channel.credentials, channel.options);
   let closed = false;
   let epoch = o.epoch;
   let delayMs = reconnectMinMs;
@@ -234,6 +415,7 @@ export function startApplierLink(o: Omit<ApplierOptions, 'send'> & { address: st
   // Sequences survive a reconnect to the same primary: the hello tells it where to resume.
   let applied = 0;
   let durable = 0;
+  let current: { applier: MirrorApplier; welcomed: boolean; over: () => boolean } | undefined;
 
   const connect = (): void => {
     if (closed) return;
@@ -247,21 +429,31 @@ export function startApplierLink(o: Omit<ApplierOptions, 'send'> & { address: st
     });
     applier.appliedSeq = applied;
     applier.durableSeq = durable;
+    const link = { applier, welcomed: false, over: () => over };
+    current = link;
     const end = (why: string): void => {
       if (over) return;
       over = true;
       applied = applier.appliedSeq;
       durable = applier.durableSeq;
       clearInterval(idle);
-      c.cancel();
+      // Half-close first so a refusal just written reaches the primary; cancel if it lingers.
+      c.end();
+      setTimeout(() => c.cancel(), streamLingerMs).unref();
       if (closed) return;
       o.log.warn('mirror stream to the primary ended; reconnecting', { group: o.group, why, delayMs });
       timer = setTimeout(connect, delayMs);
       delayMs = Math.min(reconnectMaxMs, delayMs * 2);
     };
-    idle = setInterval(() => applier.idleSync(), idleSyncMs);
+    idle = setInterval(() => {
+      const failed = applier.idleSync();
+      if (!failed) return;
+      o.log.error('making mirrored writes durable failed', { group: o.group, error: failed.message });
+      end(failed.message);
+    }, idleSyncMs);
     c.on('data', (m: Record<string, any>) => {
       if (m.kind === 'welcome') {
+        link.welcomed = true;
         delayMs = reconnectMinMs;
         o.log.info('mirror attached to the primary', { group: o.group, primary: m.welcome.site, resumeSeq: m.welcome.resume_seq });
       }
@@ -283,6 +475,11 @@ export function startApplierLink(o: Omit<ApplierOptions, 'send'> & { address: st
   };
   connect();
   return {
+    status() {
+      const c = current;
+      const attached = c !== undefined && c.welcomed && !c.over();
+      return { attached, appliedSeq: c?.applier.appliedSeq ?? applied, durableSeq: c?.applier.durableSeq ?? durable };
+    },
     close() {
       closed = true;
       clearTimeout(timer);
@@ -290,4 +487,12 @@ export function startApplierLink(o: Omit<ApplierOptions, 'send'> & { address: st
       client.close();
     },
   };
+}
+
+/** An LSB-first region bitmap cut or zero-extended to regionCount regions. */
+export function fitBitmap(bytes: Uint8Array, regionCount: number): Uint8Array {
+  const out = new Uint8Array(Math.ceil(regionCount / 8));
+  out.set(bytes.subarray(0, out.length));
+  if (regionCount & 7 && out.length <= bytes.length) out[out.length - 1] &= (1 << (regionCount & 7)) - 1;
+  return out;
 }

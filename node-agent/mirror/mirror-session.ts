@@ -2,8 +2,12 @@
 // owner of the group's timers and stream. It serves MetroMirror.Attach for the group, feeds the window
 // from MirroredBlockDevices, batches to the stream honouring write(), releases completions on acks,
 // feeds heartbeat RTT and lag into the ack policy, and records the secondary outdated before any write
-// it may miss completes. Resync of stuck regions is a later step: they stay dirty (and the peer outdated).
+// it may miss completes. When the attached secondary lacks what the stream cannot deliver, a
+// ResyncDriver sends it in the background; the secondary is up-to-date only once that completes.
 import type * as grpc from '@grpc/grpc-js';
+import { status as grpcStatus } from '@grpc/grpc-js';
+import { endStreamWith } from '../../common/grpc-validate.ts';
+import { checkSecondaryMessage, invalidMessageReason } from './mirror-checks.ts';
 import { crc32c } from '@node-rs/crc32';
 import { assert } from '../../common/assert.ts';
 import type { Logger } from '../../common/log.ts';
@@ -13,13 +17,22 @@ import {
   type AckPolicyConfig, type AckPolicyInput, type AckPolicyState, type WriteCompletion,
 } from './ack-policy.ts';
 import { MirrorWindow, mirrorWindowDefaults, type MirrorWindowConfig, type WindowEntry } from './mirror-window.ts';
-import type { DirtyMap } from './dirty-map.ts';
+import { regionGeometry, type DirtyMap } from './dirty-map.ts';
 import type { DirtyMapFile } from './dirty-map-file.ts';
+import { RegionGate, type GatePass } from './region-gate.ts';
+import { ResyncDriver, peerBitmap, type ResyncRunProgress } from './resync-driver.ts';
+import type { RegionBitmap } from './region-bitmap.ts';
 
-/** Heartbeats and policy ticks; the only periodic work of a group. */
-export const heartbeatIntervalMs = 100;
+/**
+ * Heartbeats and policy ticks; the only periodic work of a group. Every 50 ms: the ack policy's RTT
+ * window then holds 40 samples, so its high percentile reads the link, not a lone scheduling stall
+ * of either agent (an idle VM stalls a process for 5-10 ms every few seconds).
+ */
+export const heartbeatIntervalMs = 50;
 /** At start, writes wait this long for the secondary to attach before it is declared down. */
 export const attachWaitMs = 3000;
+/** A topology change waits at most this long for a volume's writes or dirty map to settle. */
+const untilMaxMs = 10_000;
 /** A deallocate or flush entry counts this many bytes in the window. */
 const markerEntryBytes = 64;
 
@@ -29,6 +42,35 @@ export interface SessionVolume {
   regionSizeBytes: number;
   dirty: DirtyMap;
   dirtyFile: DirtyMapFile;
+  /** The local copy: resync and verify read it directly. */
+  device: BlockDevice;
+}
+
+/**
+ * Fits a volume's dirty map (in memory and its file, rewritten whole with the new header) and its
+ * recorded size to a new size; returns the tickets the compaction released. Between dirty-map
+ * transactions only: a session calls it with its persists held, a site without a session at any time.
+ */
+export async function resizeSessionVolume(v: SessionVolume, sizeBytes: number, nowMs: number): Promise<number[]> {
+  v.dirty.resize(sizeBytes);
+  v.dirtyFile.setGeometry({ regionSizeBytes: v.regionSizeBytes, regionCount: v.dirty.regionCount, extentRegions: v.dirty.config.extentRegions });
+  const released = await compactDirtyMap(v, nowMs);
+  v.sizeBytes = sizeBytes;
+  return released;
+}
+
+/** A site without a session whose copy was resynced whole: its own dirty regions are forgotten, on disk too. */
+export async function forgetOwnDirtyRegions(v: SessionVolume, nowMs: number): Promise<void> {
+  v.dirty.forgetAll();
+  await compactDirtyMap(v, nowMs);
+}
+
+/** Rewrites the dirty-map file whole from memory (through its path: a fresh file, a new header). */
+async function compactDirtyMap(v: SessionVolume, nowMs: number): Promise<number[]> {
+  const txn = v.dirty.takeTransaction(nowMs, { compact: true });
+  assert(txn !== undefined, 'a compaction is always due');
+  await v.dirtyFile.persist(txn);
+  return v.dirty.transactionPersisted(txn.id);
 }
 
 /** Durable record of the secondary's state (the agent's metadata; the witness comes with issue 5). */
@@ -64,6 +106,29 @@ export class MirrorSession {
   private lastPeerHeartbeat: { sentAtUs: string; receivedAtMs: number } | undefined;
   private heartbeatOutstandingSinceMs: number | undefined;
   private stats = { writes: 0, batches: 0, modeSwitches: 0 };
+  /** Why and since when (ISO 8601) the secondary is outdated, for status; undefined while up-to-date. */
+  private outdated: { reason: string; since: string } | undefined;
+  /** Holds host writes off a region while the resync reads it. */
+  private readonly gate = new RegionGate();
+  /** Read at each check: a topology apply resizes, adds and removes volumes while the session runs. */
+  private get volumeSizes(): number[] {
+    return this.ctx.volumes.map((v) => v.sizeBytes);
+  }
+  private resync: ResyncDriver | undefined;
+  /** Repairs of regions an online verify found differing (metroctl verify --repair). */
+  private readonly repairs = new Set<ResyncDriver>();
+  private verifying = false;
+  /** While a verify runs: per region (volume << 32 | region) the stamp of its latest host write. */
+  private verifyWrites: Map<number, number> | undefined;
+  private writeStamp = 0;
+  /** The last run's progress, kept for status once it is over. */
+  private lastResync: ResyncRunProgress | undefined;
+  /** Resync data entered in the stream since this process started (every run). */
+  private resyncBytesSentTotal = 0;
+  private resyncRateBytesPerSec: number;
+  private nextChecksumRequest = 1;
+  private readonly checksumWaiters = new Map<string, { resolve: (c: Uint32Array) => void; reject: (e: Error) => void; count: number }>();
+
 
   constructor(private readonly ctx: {
     cluster: string;
@@ -77,9 +142,15 @@ export class MirrorSession {
     log: Logger;
     window?: MirrorWindowConfig;
     now?: () => number;
+    /** Bandwidth bound of resync and verify (bytes per second). */
+    resyncRateBytesPerSec?: number;
+    /** Every host-visible state record of the group now (complete states), sent to each attaching secondary. */
+    stateSnapshot?: () => Array<{ volume: number; kind: string; payload: Buffer }>;
   }) {
+    this.resyncRateBytesPerSec = ctx.resyncRateBytesPerSec ?? 100e6;
     this.startedAtMs = this.now();
     this.policy = initialAckPolicy(ctx.policy, this.startedAtMs, ctx.secondaryRecord);
+    if (ctx.secondaryRecord === 'outdated') this.outdated = { reason: 'recorded outdated when this site became primary', since: new Date().toISOString() };
     this.window = new MirrorWindow<Pending>(ctx.window ?? mirrorWindowDefaults);
     this.timer = setInterval(() => this.tick(), heartbeatIntervalMs);
     this.timer.unref();
@@ -94,24 +165,54 @@ export class MirrorSession {
   /** Local write and mirror entry in the same turn; resolves per the ack policy. */
   async write(volume: number, device: BlockDevice, offsetBytes: number, data: Buffer, fua: boolean): Promise<void> {
     const v = this.ctx.volumes[volume];
-    const ticket = await this.beginDirty(v, offsetBytes, data.length);
-    const completion = await this.admit();
+    const gated = this.enterGate(v, offsetBytes, data.length);
+    const pass = gated instanceof Promise ? await gated : gated;
+    // The common case waits for nothing: no promise turn before the local write starts.
+    const begun = v.dirty.beginWrite(offsetBytes, data.length);
+    const ticket = begun.kind === 'go' ? begun.ticket : await this.activityLogged(v, begun.ticket);
+    // After the region turned dirty: a verify step sees this write as dirty before it or stamped after.
+    if (this.verifyWrites) this.noteWrite(v, offsetBytes, data.length);
+    const now = writeCompletion(this.policy);
+    const completion = now.kind === 'throttled' ? await this.admit() : now;
     const local = device.write(offsetBytes, data, fua ? { fua } : undefined);
     const entry = { write: { volume, offset_bytes: String(offsetBytes), data, crc32c: crc32c(data), fua } };
     const peer = this.mirror(v, ticket, entry, data.length, fua, completion);
-    await this.finishLocal(v, ticket, local);
+    await this.finishLocal(v, ticket, local, pass);
     await peer;
   }
 
   async deallocate(volume: number, device: BlockDevice, offsetBytes: number, lengthBytes: number): Promise<void> {
     const v = this.ctx.volumes[volume];
+    const pass = await this.enterGate(v, offsetBytes, lengthBytes);
     const ticket = await this.beginDirty(v, offsetBytes, lengthBytes);
+    // After the region turned dirty: a verify step sees this write as dirty before it or stamped after.
+    if (this.verifyWrites) this.noteWrite(v, offsetBytes, lengthBytes);
     const completion = await this.admit();
     const local = device.deallocate ? device.deallocate(offsetBytes, lengthBytes) : Promise.resolve();
     const entry = { deallocate: { volume, offset_bytes: String(offsetBytes), length_bytes: String(lengthBytes) } };
     const peer = this.mirror(v, ticket, entry, markerEntryBytes, false, completion);
-    await this.finishLocal(v, ticket, local);
+    await this.finishLocal(v, ticket, local, pass);
     await peer;
+  }
+
+  /**
+   * Host-visible state (a LUN's complete persistent reservation state): a state record ordered with
+   * the writes, resolving as a write does under the ack policy. Entered in the window in this turn
+   * when there is room. Not streamed while the peer is down: the next attach sends every state.
+   */
+  recordState(volume: number, kind: string, payload: Buffer): Promise<void> {
+    const entry = { state: { kind, volume, payload, crc32c: crc32c(payload) } };
+    // Like a plain write: complete once applied there (the secondary keeps APTPL state durably as it adopts it).
+    const c = writeCompletion(this.policy);
+    if (c.kind === 'throttled') return this.admit().then((later) => this.mirror(undefined, undefined, entry, payload.length + markerEntryBytes, false, later));
+    return this.mirror(undefined, undefined, entry, payload.length + markerEntryBytes, false, c);
+  }
+
+  /** A newly attached secondary gets every state record first: it may have missed changes while away. */
+  private sendStates(): void {
+    for (const r of this.ctx.stateSnapshot?.() ?? []) {
+      void this.mirror(undefined, undefined, { state: { kind: r.kind, volume: r.volume, payload: r.payload, crc32c: crc32c(r.payload) } }, r.payload.length + markerEntryBytes, false, { kind: 'local' });
+    }
   }
 
   /** SYNCHRONIZE CACHE: local fdatasync and a flush entry made durable at the secondary (sync mode). */
@@ -126,20 +227,32 @@ export class MirrorSession {
   private async beginDirty(v: SessionVolume, offsetBytes: number, lengthBytes: number): Promise<number> {
     const b = v.dirty.beginWrite(offsetBytes, lengthBytes);
     if (b.kind === 'go') return b.ticket;
-    // Its extents must enter the persisted activity log first (a crash must find them dirty).
-    const released = new Promise<void>((resolve) => this.alWaiters.set(`${v.index}/${b.ticket}`, resolve));
-    this.pumpDirty(v);
-    await released;
-    return b.ticket;
+    return this.activityLogged(v, b.ticket);
   }
 
-  private async finishLocal(v: SessionVolume, ticket: number, local: Promise<void>): Promise<void> {
+  /** A write whose extents must enter the persisted activity log first (a crash must find them dirty). */
+  private async activityLogged(v: SessionVolume, ticket: number): Promise<number> {
+    const released = new Promise<void>((resolve) => this.alWaiters.set(`${v.index}/${ticket}`, resolve));
+    this.pumpDirty(v);
+    await released;
+    return ticket;
+  }
+
+  private async finishLocal(v: SessionVolume, ticket: number, local: Promise<void>, pass: GatePass): Promise<void> {
     try {
       await local;
     } finally {
+      this.gate.leave(pass);
       v.dirty.localDone(ticket);
       this.pumpDirty(v);
     }
+  }
+
+  /** Until the local write is done: a resync reading one of its regions waits for it (and it for the read). */
+  private enterGate(v: SessionVolume, offsetBytes: number, lengthBytes: number): GatePass | Promise<GatePass> {
+    const first = Math.floor(offsetBytes / v.regionSizeBytes);
+    const last = Math.floor((offsetBytes + Math.max(1, lengthBytes) - 1) / v.regionSizeBytes);
+    return this.gate.enter(v.index, first, last);
   }
 
   /** The completion rule for a write admitted now; holds the write while throttled (never drops it). */
@@ -171,8 +284,21 @@ export class MirrorSession {
     if (p.settle) this.waiting.add(p);
     this.schedulePump();
     if (acked === undefined) return;
-    if (completion.kind === 'peer-ack-or-outdated-recorded') return Promise.race([acked, this.outdatedRecorded()]);
+    if (completion.kind === 'peer-ack-or-outdated-recorded') return this.ackedOrOutdatedRecorded(acked);
     return acked;
+  }
+
+  /** Whichever comes first; the waiter is removed when the ack comes, so a healthy link keeps no waiter per write. */
+  private ackedOrOutdatedRecorded(acked: Promise<void>): Promise<void> {
+    if (this.policy.secondary === 'outdated') return Promise.resolve();
+    return new Promise((resolve) => {
+      this.outdatedWaiters.push(resolve);
+      void acked.then(() => {
+        const i = this.outdatedWaiters.indexOf(resolve);
+        if (i >= 0) this.outdatedWaiters.splice(i, 1);
+        resolve();
+      });
+    });
   }
 
   private outdatedRecorded(): Promise<void> {
@@ -220,7 +346,7 @@ export class MirrorSession {
     // Sequences restart with a new epoch (and a restarted primary): a peer ahead holds another stream's numbers.
     const sameEpoch = epoch === this.ctx.epoch;
     let r = this.window.attached(sameEpoch ? Number(hello.applied_seq) : 0, sameEpoch ? Number(hello.durable_seq) : 0);
-    let resyncNeeded = !hello.up_to_date || !hello.has_data;
+    let resyncNeeded = !hello.up_to_date || !hello.has_data || this.ctx.volumes.some((v) => v.dirty.stats().resyncRegions > 0);
     if (r.kind === 'peer-ahead') {
       this.ctx.log.warn('secondary holds sequences of an earlier stream: resync needed', { group: this.ctx.group, peerAppliedSeq: r.peerAppliedSeq });
       resyncNeeded = true;
@@ -239,7 +365,10 @@ export class MirrorSession {
       this.settleEntries(r.durable);
     }
     this.stream = call;
-    call.write({ welcome: { epoch: String(this.ctx.epoch), site: this.ctx.site, resume_seq: String(r.fromSeq), resync_needed: resyncNeeded, full_resync: !hello.has_data } });
+    call.write({ welcome: {
+      epoch: String(this.ctx.epoch), site: this.ctx.site, resume_seq: String(r.fromSeq), resync_needed: resyncNeeded, full_resync: !hello.has_data,
+      volume_size_bytes: this.volumeSizes.map(String),
+    } });
     call.on('data', (m: Record<string, any>) => this.onMessage(call, m));
     call.on('drain', () => { if (this.stream === call) { this.window.drained(); this.pump(); } });
     const ended = (why: string) => { if (this.stream === call) this.detach(why); };
@@ -248,6 +377,8 @@ export class MirrorSession {
     call.on('cancelled', () => ended('cancelled'));
     this.ctx.log.info('secondary attached', { group: this.ctx.group, site: hello.site, resumeSeq: r.fromSeq, resyncNeeded });
     this.step({ kind: 'peer-up', nowMs: this.now() });
+    this.sendStates();
+    if (resyncNeeded) this.startResync(hello);
     this.pump();
   }
 
@@ -276,6 +407,13 @@ export class MirrorSession {
     for (const v of this.ctx.volumes) v.dirty.peerLost();
     this.heartbeatOutstandingSinceMs = undefined;
     this.lastPeerHeartbeat = undefined;
+    this.stopResync();
+    // Resync entries waiting for room give up (their regions stay dirty); host writes push again.
+    const space = this.spaceWaiters;
+    this.spaceWaiters = [];
+    for (const w of space) w();
+    for (const w of this.checksumWaiters.values()) w.reject(new Error(`secondary detached: ${why}`));
+    this.checksumWaiters.clear();
     this.ctx.log.warn('secondary detached', { group: this.ctx.group, why });
     try { call?.end(); } catch { /* already gone */ }
     this.step({ kind: 'peer-down', nowMs: this.now() });
@@ -283,14 +421,23 @@ export class MirrorSession {
 
   private onMessage(call: Stream, m: Record<string, any>): void {
     if (this.stream !== call) return;
+    const invalid = checkSecondaryMessage(m, this.volumeSizes) ?? (m.kind === 'heartbeat' ? this.impossibleEcho(m.heartbeat) : undefined);
+    if (invalid) {
+      this.ctx.log.warn('mirror message refused', { group: this.ctx.group, kind: m.kind, reason: invalid });
+      // The 'error' this raises on the call detaches the stream (see attach).
+      call.write({ refusal: { epoch_seen: '0', epoch_current: String(this.ctx.epoch), reason: invalidMessageReason, message: invalid } });
+      endStreamWith(call, grpcStatus.INVALID_ARGUMENT, `${invalidMessageReason}: ${invalid}`);
+      return;
+    }
     switch (m.kind) {
       case 'ack': return this.onAck(m.ack);
       case 'heartbeat': return this.onHeartbeat(m.heartbeat);
       case 'refusal':
         this.ctx.log.error('secondary refused the stream', { group: this.ctx.group, ...m.refusal });
         return this.detach(`refused: ${m.refusal.reason}`);
+      case 'resync_request': return this.onResyncRequest(call, m.resync_request);
+      case 'checksums': return this.onChecksums(m.checksums);
       default:
-        // Resync requests and checksums come with the resync driver.
         return;
     }
   }
@@ -300,6 +447,7 @@ export class MirrorSession {
     const r = this.window.ack(Number(a.applied_seq), Number(a.durable_seq));
     if (r.kind === 'refused') {
       this.ctx.log.error('secondary sent an impossible ack', { group: this.ctx.group, reason: r.reason, message: r.message });
+      this.stream?.write({ refusal: { epoch_seen: String(a.epoch), epoch_current: String(this.ctx.epoch), reason: invalidMessageReason, message: r.message } });
       this.detach(r.message);
       return;
     }
@@ -309,6 +457,8 @@ export class MirrorSession {
       v.dirty.peerDurable(Number(a.durable_seq));
       this.pumpDirty(v);
     }
+    this.resync?.onDurable(Number(a.durable_seq));
+    for (const d of this.repairs) d.onDurable(Number(a.durable_seq));
     const space = this.spaceWaiters;
     this.spaceWaiters = [];
     for (const w of space) w();
@@ -324,6 +474,16 @@ export class MirrorSession {
       this.waiting.delete(e.payload);
       s();
     }
+  }
+
+  /** An echo of a heartbeat this session cannot have sent (before it started, or in the future). */
+  private impossibleEcho(h: Record<string, string>): string | undefined {
+    const echoUs = Number(h.echo_sent_at_us);
+    if (echoUs === 0) return undefined;
+    const nowUs = this.now() * 1000;
+    if (echoUs < this.startedAtMs * 1000 - 1000 || echoUs > nowUs + 1000) return `heartbeat.echo_sent_at_us ${h.echo_sent_at_us} is not a time this primary sent`;
+    if (Number(h.echo_held_us) > nowUs - echoUs) return `heartbeat.echo_held_us ${h.echo_held_us} is longer than the round trip`;
+    return undefined;
   }
 
   private onHeartbeat(h: Record<string, string>): void {
@@ -377,7 +537,7 @@ export class MirrorSession {
     const outstanding = this.heartbeatOutstandingSinceMs === undefined ? 0 : nowMs - this.heartbeatOutstandingSinceMs;
     this.step({ kind: 'tick', nowMs, heartbeatOutstandingMs: outstanding });
     const lag = this.window.lag(nowMs);
-    const resyncBytes = this.ctx.volumes.reduce((n, v) => n + v.dirty.stats().resyncRegions * v.regionSizeBytes, 0);
+    const resyncBytes = this.ctx.volumes.reduce((n, v) => n + v.dirty.stats().resyncRegions * v.regionSizeBytes, 0) + (this.resync?.remainingBytes() ?? 0);
     this.step({ kind: 'lag', nowMs, lagBytes: lag.lagBytes, lagMs: lag.lagMs, resyncBytes });
     for (const v of this.ctx.volumes) this.pumpDirty(v);
   }
@@ -389,10 +549,12 @@ export class MirrorSession {
       switch (o.kind) {
         case 'mark-outdated':
           this.ctx.log.warn('secondary outdated', { group: this.ctx.group, reason: o.reason });
+          this.outdated = { reason: o.reason, since: new Date().toISOString() };
           this.record(() => this.ctx.recorder.markOutdated(o.reason), () => this.step({ kind: 'outdated-recorded', nowMs: this.now() }));
           break;
         case 'mark-up-to-date':
           this.ctx.log.info('secondary up-to-date', { group: this.ctx.group });
+          this.outdated = undefined;
           this.record(() => this.ctx.recorder.markUpToDate(), () => undefined);
           break;
         case 'mode-changed':
@@ -437,12 +599,251 @@ export class MirrorSession {
     this.waiting.clear();
   }
 
+  // ------------------------------------------------------------ resync and verify
+
+  /** The secondary lacks what the stream cannot deliver: outdated until its ResyncRequests are served. */
+  private startResync(hello: Record<string, any>): void {
+    const reason = !hello.has_data ? 'secondary has no data of this group: full resync'
+      : !hello.up_to_date ? 'secondary copy inconsistent (resync interrupted)' : 'regions missed while detached: resync';
+    this.step({ kind: 'resync-needed', nowMs: this.now(), reason });
+    this.resync = new ResyncDriver(this.resyncHost(), {
+      kind: hello.has_data ? 'bitmap' : 'full', rateBytesPerSec: this.resyncRateBytesPerSec, volumesExpected: this.ctx.volumes.length,
+    });
+    const driver = this.resync;
+    driver.finished().then(() => {
+      if (this.resync !== driver) return;
+      this.lastResync = driver.progress();
+      this.resyncBytesSentTotal += driver.bytesSent;
+      this.resync = undefined;
+      // The policy records the secondary up-to-date at its next lag tick (nothing left to resync).
+    }, (err: Error) => {
+      this.ctx.log.error('resync failed', { group: this.ctx.group, error: err.message });
+      if (this.resync === driver) this.detach(`resync failed: ${err.message}`);
+    });
+  }
+
+  private stopResync(): void {
+    for (const r of this.repairs) r.stop();
+    const d = this.resync;
+    if (!d) return;
+    this.resync = undefined;
+    d.stop();
+    this.lastResync = d.progress();
+    this.resyncBytesSentTotal += d.bytesSent;
+  }
+
+  private onResyncRequest(call: Stream, q: Record<string, any>): void {
+    const v = this.ctx.volumes[q.volume];
+    const driver = this.resync;
+    if (!v || !driver || Number(q.epoch) !== this.ctx.epoch || q.region_size_bytes !== v.regionSizeBytes) {
+      this.refuse(call, 'GEOMETRY_MISMATCH', Number(q.epoch), `resync request for volume ${q.volume} does not match this primary's plan`);
+      return this.detach('bad resync request');
+    }
+    const peer = peerBitmap(q.dirty_bitmap, v.dirty.regionCount);
+    if (!peer.ok) {
+      this.refuse(call, 'GEOMETRY_MISMATCH', Number(q.epoch), peer.message);
+      return this.detach('bad resync request');
+    }
+    driver.add(v.index, q.full ? 'full' : 'bitmap', peer.bitmap);
+  }
+
+  private onChecksums(c: Record<string, any>): void {
+    const w = this.checksumWaiters.get(c.request_id);
+    if (!w) return;
+    this.checksumWaiters.delete(c.request_id);
+    const crcs = c.crc32c as number[];
+    if (crcs.length !== w.count) return w.reject(new Error(`secondary sent ${crcs.length} checksums, ${w.count} asked`));
+    w.resolve(Uint32Array.from(crcs));
+  }
+
+  /** The secondary's checksums of regions, after it applied every entry queued until now. */
+  peerChecksums(purpose: 'resync' | 'verify', volume: number, firstRegion: number, regionCount: number): Promise<Uint32Array> {
+    const call = this.stream;
+    if (!call) return Promise.reject(new Error('secondary not attached'));
+    const id = String(this.nextChecksumRequest++);
+    const v = this.ctx.volumes[volume];
+    return new Promise((resolve, reject) => {
+      this.checksumWaiters.set(id, { resolve, reject, count: regionCount });
+      call.write({ checksum_request: {
+        epoch: String(this.ctx.epoch), request_id: id, purpose, volume, region_size_bytes: v.regionSizeBytes,
+        first_region: String(firstRegion), region_count: regionCount, after_seq: String(this.window.stats().nextSeq - 1),
+      } });
+    });
+  }
+
+  private resyncHost() {
+    return {
+      group: this.ctx.group,
+      volumes: this.ctx.volumes,
+      gate: this.gate,
+      log: this.ctx.log,
+      now: () => this.now(),
+      push: (entry: Record<string, unknown>, bytes: number, onQueued: (seq: number) => void) => this.pushOwn(entry, bytes, onQueued),
+      peerChecksums: (purpose: 'resync' | 'verify', volume: number, first: number, count: number) => this.peerChecksums(purpose, volume, first, count),
+    };
+  }
+
+  /** An entry of the session's own (resync data, markers): waits for room like a host write. */
+  private async pushOwn(entry: Record<string, unknown>, bytes: number, onQueued: (seq: number) => void): Promise<void> {
+    for (;;) {
+      if (!this.stream) throw new Error('secondary detached');
+      const r = this.window.push({ entry, settle: undefined }, bytes, this.now());
+      if (r.kind === 'queued') {
+        onQueued(r.seq);
+        break;
+      }
+      await new Promise<void>((resolve) => this.spaceWaiters.push(resolve));
+    }
+    this.schedulePump();
+  }
+
+  /**
+   * Starts an online verify (one at a time). Refused as a value while the secondary is detached or a
+   * resync runs: the copies are known to differ then.
+   */
+  beginVerify(): { ok: true; end: () => void } | { ok: false; reason: string } {
+    if (!this.stream) return { ok: false, reason: 'the secondary is not attached' };
+    if (this.resync) return { ok: false, reason: 'a resync is running; verify once it completes' };
+    if (this.verifying) return { ok: false, reason: 'a verify of this group is already running' };
+    this.verifying = true;
+    this.verifyWrites = new Map();
+    return { ok: true, end: () => { this.verifying = false; this.verifyWrites = undefined; } };
+  }
+
+  private noteWrite(v: SessionVolume, offsetBytes: number, lengthBytes: number): void {
+    const stamp = ++this.writeStamp;
+    const first = Math.floor(offsetBytes / v.regionSizeBytes);
+    const last = Math.floor((offsetBytes + Math.max(1, lengthBytes) - 1) / v.regionSizeBytes);
+    for (let r = first; r <= last; r++) this.verifyWrites!.set(v.index * 2 ** 32 + r, stamp);
+  }
+
+  /** For verify: a stamp now, and whether a host write touched the region after a stamp. */
+  verifyStamp(): number {
+    return this.writeStamp;
+  }
+
+  writtenSince(volume: number, region: number, stamp: number): boolean {
+    return (this.verifyWrites?.get(volume * 2 ** 32 + region) ?? 0) > stamp;
+  }
+
+  /** Sends regions again as resync entries (verify --repair); resolves once they are durable at the secondary. */
+  async repair(regions: Map<number, RegionBitmap>): Promise<ResyncRunProgress> {
+    if (!this.stream) throw new Error('the secondary is not attached');
+    const d = new ResyncDriver(this.resyncHost(), { kind: 'repair', rateBytesPerSec: this.resyncRateBytesPerSec, volumesExpected: regions.size });
+    this.repairs.add(d);
+    try {
+      for (const [volume, bitmap] of regions) d.addRegions(volume, 'bitmap', bitmap);
+      await d.finished();
+      if (!d.done) throw new Error('the secondary detached during the repair');
+      return d.progress();
+    } finally {
+      this.repairs.delete(d);
+      this.resyncBytesSentTotal += d.bytesSent;
+    }
+  }
+
+  /** Admin-set bandwidth of resync and verify, effective at once. */
+  setResyncRate(rateBytesPerSec: number): void {
+    this.resyncRateBytesPerSec = rateBytesPerSec;
+    this.resync?.setRate(rateBytesPerSec);
+  }
+
+  /** For verify: the group's volumes (local copy, dirty map) and the bandwidth bound. */
+  get verifySide() {
+    return { volumes: this.ctx.volumes, rateBytesPerSec: this.resyncRateBytesPerSec, now: () => this.now() };
+  }
+
+  /** The role runtime knows the secondary is gone: stop waiting for it to attach (writes then wait for the outdated record, not attachWaitMs). */
+  declarePeerDown(): void {
+    if (this.policy.peer !== 'unknown') return;
+    this.ctx.log.warn('secondary not reachable: serving alone, the dirty map records what it lacks', { group: this.ctx.group });
+    this.step({ kind: 'peer-down', nowMs: this.now() });
+  }
+
   status() {
-    return { ...ackPolicyStatus(this.policy), window: this.window.stats(), ...this.stats };
+    const resync = this.resync?.progress() ?? this.lastResync;
+    // The lag now, not as of the policy's last tick (up to a heartbeat old): a drill reads the
+    // handover's lag from Status.
+    const lag = this.window.lag(this.now());
+    return {
+      ...ackPolicyStatus(this.policy), lagBytes: lag.lagBytes, lagMs: lag.lagMs, window: this.window.stats(), ...this.stats,
+      attached: this.stream !== undefined,
+      resync, resyncBytesSentTotal: this.resyncBytesSentTotal + (this.resync?.bytesSent ?? 0),
+      resyncRateBytesPerSec: this.resyncRateBytesPerSec,
+      outdatedReason: this.outdated?.reason, outdatedSince: this.outdated?.since,
+    };
+  }
+
+  // ------------------------------------------------------------ topology changes (topology-apply.ts)
+
+  /**
+   * A volume of the group was resized. Growing: its file is already larger; the dirty map grows
+   * and is rewritten (new header) before a write past the old end can begin. Shrinking: hosts no
+   * longer reach the tail; waits until no write of the volume is in flight, then fits the map.
+   */
+  async resizeVolume(index: number, sizeBytes: number): Promise<void> {
+    const v = this.ctx.volumes[index];
+    assert(v !== undefined, `resize of volume ${index}, which the group does not have`);
+    if (sizeBytes < v.sizeBytes) {
+      // A resync (or repair) planned on the old size may be reading or sending the tail: the stream
+      // is dropped so the secondary attaches again and the next resync plans on the new size.
+      if (this.stream && (this.resync || this.repairs.size > 0)) this.detach(`volume ${index} shrinks: the resync restarts on the new size`);
+      await this.until(() => v.dirty.stats().writesInFlight === 0 && !this.gate.inUse && !v.dirty.tracksFrom(regionGeometry(sizeBytes, v.regionSizeBytes).regionCount), `writes and resync entries of volume ${index} to finish`);
+    }
+    await this.until(() => !this.persisting.has(v.index), `the dirty map of volume ${index} to settle`);
+    this.persisting.add(v.index);
+    try {
+      for (const t of await resizeSessionVolume(v, sizeBytes, this.now())) {
+        const key = `${v.index}/${t}`;
+        this.alWaiters.get(key)?.();
+        this.alWaiters.delete(key);
+      }
+    } finally {
+      this.persisting.delete(v.index);
+    }
+    this.pumpDirty(v);
+  }
+
+  /** Resolves once no write of the volume waits for the peer (acknowledged, or left to the resync). */
+  async volumeSettled(index: number): Promise<void> {
+    const v = this.ctx.volumes[index];
+    if (v) await this.until(() => v.dirty.stats().writesInFlight === 0, `writes of volume ${index} to reach the peer`);
+  }
+
+  /** A volume added at the end of the group (its LUN is not shown to hosts yet). */
+  addVolume(v: SessionVolume): void {
+    assert(v.index === this.ctx.volumes.length, `volume ${v.index} added after ${this.ctx.volumes.length} volumes`);
+    this.ctx.volumes.push(v);
+  }
+
+  /** The group's last volume is deleted (hosts no longer reach it): waits for its writes, forgets it. */
+  async removeLastVolume(): Promise<SessionVolume> {
+    const v = this.ctx.volumes[this.ctx.volumes.length - 1];
+    assert(v !== undefined && this.ctx.volumes.length > 1, 'a group keeps at least one volume');
+    await this.until(() => v.dirty.stats().writesInFlight === 0 && !this.persisting.has(v.index), `writes of volume ${v.index} to finish`);
+    this.ctx.volumes.pop();
+    return v;
+  }
+
+  /** New replication settings: limits apply to the next admission; a fixed policy sets its mode now. */
+  setPolicy(config: AckPolicyConfig): void {
+    const mode = config.policy === 'adaptive' ? this.policy.mode : config.policy;
+    if (mode !== this.policy.mode) this.ctx.log.warn('mirror mode changed', { group: this.ctx.group, from: this.policy.mode, to: mode, reason: 'topology apply' });
+    this.policy = { ...this.policy, config, mode };
+    this.step({ kind: 'tick', nowMs: this.now() });
+  }
+
+  private async until(done: () => boolean, what: string): Promise<void> {
+    const deadline = this.now() + untilMaxMs;
+    while (!done()) {
+      if (this.now() > deadline) throw new Error(`waited ${untilMaxMs} ms for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
   }
 
   close(): void {
     clearInterval(this.timer);
+    this.stopResync();
     this.ctx.log.info('mirror session closing', { group: this.ctx.group, ...this.status() });
     if (this.stream) {
       const call = this.stream;

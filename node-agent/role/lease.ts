@@ -20,3 +20,15 @@ export function usableUntilMs(sentAtMs: number, leaseMs: number, bound: DriftBou
   const { driftMax, safetyMarginMs } = bound;
   return sentAtMs + (leaseMs * (1 - driftMax)) / (1 + driftMax) - safetyMarginMs;
 }
+
+/**
+ * Observer's clock: the longest a lease granted at or before the observer's now, by any grantor to
+ * any holder, can still be in use. The grantor holds it at most leaseMs / (1 - driftMax) real ms
+ * from its grant, and the holder stops before the grantor's lease ends (above); the observer's clock
+ * has covered that much real time once it has counted leaseMs * (1 + d) / (1 - d) of its own ms.
+ * With driftMax 1% that is 102.0% of the lease, plus the safety margin.
+ */
+export function heldAtMostMs(leaseMs: number, bound: DriftBound): number {
+  const { driftMax, safetyMarginMs } = bound;
+  return (leaseMs * (1 + driftMax)) / (1 - driftMax) + safetyMarginMs;
+}

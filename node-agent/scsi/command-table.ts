@@ -9,7 +9,7 @@ import type { PrOutResult } from './persistent-reservations.ts';
 import type { AdditionalSense } from './sense.ts';
 import type { TaskSet } from './task-set.ts';
 import type { VolumeIdentity } from './identity.ts';
-import type { ScsiRequest, ScsiResponse } from './types.ts';
+import type { Nexus, ScsiRequest, ScsiResponse } from './types.ts';
 
 /** One logical unit as the handlers see it. Sizes in blocks are derived once at creation. */
 export interface LogicalUnit {
@@ -37,7 +37,10 @@ export interface TargetPort {
 /** What handlers may know about the target around them. */
 export interface TargetContext {
   readonly iqn: string;
+  /** The target port this site's portal is. */
   readonly port: TargetPort;
+  /** The target port a nexus came in through: this site's, or the port of the site that forwarded it. */
+  portOf(nexus: Nexus): TargetPort;
   readonly vendor: string;
   readonly product: string;
   readonly revision: string;

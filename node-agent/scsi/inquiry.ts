@@ -2,7 +2,7 @@
 // 6.5): pure builders from the logical unit's geometry and identity and the target port's names.
 // Callers truncate to the allocation length.
 import { atomicMaxBlocks, compareAndWriteMaxBlocks, unmapDescriptorsMax, unmapGranularityBlocks, unmapMaxBlocks, writeSameMaxBlocks } from './block-limits.ts';
-import type { LogicalUnit, TargetContext } from './command-table.ts';
+import type { LogicalUnit, TargetContext, TargetPort } from './command-table.ts';
 
 /** Peripheral qualifier 0, device type 0 (direct access block device). */
 const diskPeripheral = 0x00;
@@ -87,7 +87,8 @@ function u16Field(value: number): Buffer {
   return b;
 }
 
-export function deviceIdentificationPage(lu: LogicalUnit, target: TargetContext): Buffer {
+/** `port`: the target port the command came in through (each site is its own, DESIGN.md). */
+export function deviceIdentificationPage(lu: LogicalUnit, target: TargetContext, port: TargetPort): Buffer {
   const descriptors = [
     designator({ codeSet: CodeSet.binary, association: Association.logicalUnit, type: DesignatorType.naa, iscsi: false, value: lu.identity.naa }),
     designator({
@@ -95,21 +96,21 @@ export function deviceIdentificationPage(lu: LogicalUnit, target: TargetContext)
       association: Association.targetPort,
       type: DesignatorType.relativeTargetPort,
       iscsi: true,
-      value: u16Field(target.port.relativeTargetPortId),
+      value: u16Field(port.relativeTargetPortId),
     }),
     designator({
       codeSet: CodeSet.binary,
       association: Association.targetPort,
       type: DesignatorType.targetPortGroup,
       iscsi: true,
-      value: u16Field(target.port.targetPortGroupId),
+      value: u16Field(port.targetPortGroupId),
     }),
     designator({
       codeSet: CodeSet.utf8,
       association: Association.targetPort,
       type: DesignatorType.scsiName,
       iscsi: true,
-      value: scsiNameString(target.port.targetPortName),
+      value: scsiNameString(port.targetPortName),
     }),
     designator({
       codeSet: CodeSet.utf8,
@@ -169,14 +170,14 @@ export function logicalBlockProvisioningPage(): Buffer {
 }
 
 /** The VPD page for a page code, or undefined if it is not served. */
-export function vpdPageFor(pageCode: number, lu: LogicalUnit, target: TargetContext): Buffer | undefined {
+export function vpdPageFor(pageCode: number, lu: LogicalUnit, target: TargetContext, port: TargetPort = target.port): Buffer | undefined {
   switch (pageCode) {
     case 0x00:
       return supportedPagesPage();
     case 0x80:
       return unitSerialPage(lu);
     case 0x83:
-      return deviceIdentificationPage(lu, target);
+      return deviceIdentificationPage(lu, target, port);
     case 0xb0:
       return blockLimitsPage(lu);
     case 0xb1:

@@ -498,14 +498,17 @@ function registerAndMove(state: PrState, req: PrOutRequest, data: Buffer, f: { s
 
 /** Checks a value read back from storage (APTPL) before it is trusted. */
 export function assertPrState(value: unknown): PrState {
+  assert(isPrState(value), 'stored persistent reservation state is malformed');
+  return value;
+}
+
+/** The shape of a PrState (from the metadata file or the peer site's mirror stream). */
+export function isPrState(value: unknown): value is PrState {
   const s = value as PrState;
-  if (
+  return !(
     typeof s !== 'object' || s === null || !Number.isInteger(s.generation) || typeof s.aptpl !== 'boolean' ||
     !Array.isArray(s.registrations) ||
     !s.registrations.every((r) => typeof r.key === 'string' && /^[0-9a-f]{16}$/.test(r.key) && typeof r.initiatorPort === 'string' && Number.isInteger(r.relativeTargetPortId) && typeof r.allTargetPorts === 'boolean') ||
     (s.reservation !== undefined && (!validTypes.has(s.reservation.type) || typeof s.reservation.holder?.initiatorPort !== 'string'))
-  ) {
-    assert(false, 'stored persistent reservation state is malformed');
-  }
-  return s;
+  );
 }

@@ -47,6 +47,10 @@ function read(l: Layout) {
     if (outOfRange(lu, lba, blocks)) return lbaOutOfRange(bytes);
     if (blocks > lu.transferMaxBlocks) return invalidFieldInCdb(l.lengthAt);
     if (blocks === 0) return good(undefined, 0);
+    if (lu.device.readPooled) {
+      const p = await lu.device.readPooled(lba * lu.blockSizeBytes, bytes);
+      return { ...good(p.data, bytes), release: p.release };
+    }
     const data = await lu.device.read(lba * lu.blockSizeBytes, bytes);
     return good(data, bytes);
   };

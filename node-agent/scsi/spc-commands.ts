@@ -34,7 +34,7 @@ function inquiry(req: ScsiRequest, lu: LogicalUnit | undefined, target: TargetCo
   }
   // VPD pages describe a logical unit; there is none to describe at a missing LUN.
   if (!lu) return checkCondition({ key: SenseKey.IllegalRequest, code: Asc.LogicalUnitNotSupported });
-  const page = vpdPageFor(pageCode, lu, target);
+  const page = vpdPageFor(pageCode, lu, target, target.portOf(req.nexus));
   if (!page) return invalidFieldInCdb(2);
   return allocated(page, allocationLength);
 }

@@ -315,6 +315,36 @@ test('UNMAP with no list, no descriptors or zero-length descriptors is GOOD', as
   t.is((await f.exec(unmapCdb(zeros.length), { dataOut: zeros })).status, GOOD);
 });
 
+test('GET LBA STATUS answers for written blocks without reading them, past the 1 MiB look-ahead; a deallocated range is looked at again', async (t) => {
+  const f = await makeFixture(t, { luns: [{ sizeBytes: 16 * MiB }] });
+  await f.exec(write16(0, 8192), { dataOut: pattern(4 * MiB, 12) });
+  const reads = f.devices[0].reads;
+  const s = (await f.exec(getLbaStatus(100, 24))).dataIn!;
+  t.deepEqual([Number(s.readBigUInt64BE(8)), s.readUInt32BE(16), s[20]], [100, 8092, 0], 'one mapped run to the end of the written data');
+  t.is(f.devices[0].reads, reads, 'no data read for it');
+  // UNMAP of 8 blocks in the middle: that range reads zeros, so it is reported deallocated again.
+  const list = unmapList([[4096, 8]]);
+  t.is((await f.exec(unmapCdb(list.length), { dataOut: list })).status, GOOD);
+  const u = (await f.exec(getLbaStatus(4000))).dataIn!;
+  t.deepEqual([Number(u.readBigUInt64BE(8)), u.readUInt32BE(16), u[20]], [4000, 96, 0]);
+  t.deepEqual([Number(u.readBigUInt64BE(24)), u.readUInt32BE(32), u[36]], [4096, 8, 1]);
+  t.deepEqual([Number(u.readBigUInt64BE(40)), u[52]], [4104, 0], 'mapped after the hole');
+});
+
+test('GET LBA STATUS scanning unknown data: zero stretches in one run, and a block with data only in its middle is mapped', async (t) => {
+  const f = await makeFixture(t, { luns: [{ sizeBytes: 16 * MiB }] });
+  await f.exec(write16(0, 8192), { dataOut: pattern(4 * MiB, 13) });
+  const list = unmapList([[4096, 256]]);
+  t.is((await f.exec(unmapCdb(list.length), { dataOut: list })).status, GOOD);
+  const middle = Buffer.alloc(512);
+  middle[200] = 0x99;
+  await f.exec(write16(4200, 1), { dataOut: middle });
+  const s = (await f.exec(getLbaStatus(4096, 8 + 16 * 8))).dataIn!;
+  const runs = Array.from({ length: (s.readUInt32BE(0) - 4) / 16 }, (_, i) => [Number(s.readBigUInt64BE(8 + 16 * i)), s.readUInt32BE(16 + 16 * i), s[20 + 16 * i]]);
+  t.deepEqual(runs.slice(0, 3), [[4096, 104, 1], [4200, 1, 0], [4201, 151, 1]]);
+  t.deepEqual(runs[3].slice(0, 1).concat(runs[3][2]), [4352, 0], 'mapped again after the hole');
+});
+
 test('GET LBA STATUS: the first descriptor starts at the requested LBA; beyond the end is out of range', async (t) => {
   const f = await makeFixture(t);
   const s = (await f.exec(getLbaStatus(8191, 24))).dataIn!;

@@ -213,3 +213,40 @@ test('ALUA state change: ASYMMETRIC ACCESS STATE CHANGED on every nexus, then th
     t.is((await f.exec(read10(0, 1), { who })).status, GOOD);
   }
 });
+
+test('every reservation change goes to the state mirror before its command completes; a target adopting the states enforces the same reservation', async (t) => {
+  const mirrored: Array<{ lun: number; state: import('./persistent-reservations.ts').PrState }> = [];
+  let release: (() => void) | undefined;
+  const stateMirror = {
+    reservations: (lun: number, state: import('./persistent-reservations.ts').PrState) => {
+      mirrored.push({ lun, state });
+      return new Promise<void>((r) => { release = r; });
+    },
+  };
+  const { f, pr } = await twoHosts(t, { stateMirror });
+  // The REGISTER completes only once the mirror says the peer holds it.
+  let done = false;
+  const registering = pr(host1, 0, { sak: 0xa1n }).then((r) => { done = true; return r; });
+  await new Promise((r) => setTimeout(r, 50));
+  t.false(done, 'REGISTER completed before the peer held its state');
+  t.is(mirrored.length, 1);
+  release!();
+  t.is((await registering).status, GOOD);
+  const auto = (p: Promise<{ status: number }>) => { setTimeout(() => release?.(), 5); return p; };
+  t.is((await auto(pr(host2, 0, { sak: 0xb2n }))).status, GOOD);
+  t.is((await auto(pr(host2, 1, { key: 0xb2n, type: 1 }))).status, GOOD, 'host2 reserves WRITE EXCLUSIVE');
+  t.is(mirrored.length, 3);
+  t.is(mirrored[2].state.reservation?.type, 1);
+
+  // The peer site's target (another port) adopts the last state, as a secondary does.
+  const peer = await makeFixture(t, { port: { relativeTargetPortId: 2, targetPortGroupId: 2, targetPortName: 'p2' } });
+  await peer.target.adoptReservations(0, mirrored[2].state);
+  peer.target.nexusOpened(host1);
+  peer.target.nexusOpened(host2);
+  await peer.exec(TUR, { who: host1 });
+  await peer.exec(TUR, { who: host2 });
+  t.is((await peer.exec(write10(0, 1), { who: host1, dataOut: pattern(512, 1) })).status, CONFLICT, 'host1 conflicts at the adopting target');
+  t.is((await peer.exec(write10(0, 1), { who: host2, dataOut: pattern(512, 2) })).status, GOOD, 'host2 holds the reservation there');
+  t.deepEqual(peer.target.reservationStates().map((x) => x.state.registrations.length), [2]);
+  void f;
+});

@@ -4,14 +4,14 @@
 // across nexuses (TAS 1: another nexus's aborted task ends with TASK ABORTED), persistent
 // reservations kept through a ReservationStore, and the ALUA state of the local port group.
 import { AssertionFailed, assert } from '../../common/assert.ts';
-import type { BlockDevice } from '../storage/block-device.ts';
+import { AccessUnavailable, type BlockDevice } from '../storage/block-device.ts';
 import { LunReservations, accessConflict, prNexusOf } from './access-check.ts';
 import { ActiveTasks, type ActiveTask } from './active-tasks.ts';
 import type { AluaProvider, AluaState, PortGroup } from './alua.ts';
 import { findUnsupportedCdbBit } from './cdb.ts';
 import { CommandTable, type CommandSpec, type LogicalUnit, type TargetContext, type TargetPort } from './command-table.ts';
 import type { VolumeIdentity } from './identity.ts';
-import { assertPrState, emptyPrState, type AttentionTarget, type PrOutResult } from './persistent-reservations.ts';
+import { assertPrState, emptyPrState, type AttentionTarget, type PrOutResult, type PrState } from './persistent-reservations.ts';
 import { prCommands } from './pr-commands.ts';
 import type { ReservationStore } from './reservation-store.ts';
 import { reserveReleaseCommands } from './reserve-release.ts';
@@ -37,6 +37,9 @@ export interface ScsiTargetOptions {
   readonly iqn: string;
   readonly luns: ReadonlyArray<{ lun: number; device: BlockDevice; identity: VolumeIdentity }>;
   readonly port: TargetPort;
+  /** The target ports of the other sites, whose portals forward their commands here (a nexus's
+   *  portal group tag names its port); INQUIRY and ALUA checks answer for the nexus's port. */
+  readonly remotePorts?: readonly TargetPort[];
   readonly vendor?: string;
   readonly product?: string;
   readonly revision?: string;
@@ -50,6 +53,17 @@ export interface ScsiTargetOptions {
   readonly reservationStore?: ReservationStore;
   /** Persistent reservation registrations per LUN; 64 unless given. */
   readonly registrationsMax?: number;
+  /** Where host-visible state goes before the command that changed it completes (the group's mirror). */
+  readonly stateMirror?: StateMirror;
+}
+
+/**
+ * Host-visible state the peer site must hold so that a promoted secondary answers as this target
+ * did (DESIGN.md "Data path"): the complete persistent reservation state of a LUN after each change.
+ */
+export interface StateMirror {
+  /** Resolves once the peer holds the LUN's new state as the group's acknowledgement policy requires. */
+  reservations(lun: number, state: PrState): Promise<void>;
 }
 
 /** The key a LUN's persistent reservation state is stored under. */
@@ -64,11 +78,29 @@ const transferMaxBytesDefault = 8 * 1024 * 1024;
 const granularityBytes = 4096;
 const lunMax = 16383; // flat space addressing (SAM-5 4.7.7.4)
 
-export function createScsiTarget(opts: ScsiTargetOptions): ScsiTarget {
+/** A target's logical unit inventory changed online (a topology apply); hosts learn it by unit attentions. */
+export interface LunInventory {
+  /** Every LUN's persistent reservation state (for a newly attached secondary). */
+  reservationStates(): Array<{ lun: number; state: PrState }>;
+  /** The state the primary holds for a LUN, adopted at this site (a secondary): commands after a promotion see it. */
+  adoptReservations(lun: number, state: PrState): Promise<void>;
+  /** Serves a new LUN; every nexus sees REPORTED LUNS DATA HAS CHANGED on the LUNs it had (SPC-4 5.14). */
+  addLun(unit: { lun: number; device: BlockDevice; identity: VolumeIdentity }): void;
+  /**
+   * The LUN's capacity becomes its device's size, ordered after every task before it and ahead of
+   * every later one; every nexus sees CAPACITY DATA HAS CHANGED (SBC-4 4.6). A shrink happens
+   * at this level first (the device keeps its size until nothing can reach the tail).
+   */
+  resizeLun(lun: number, sizeBytes: number): Promise<void>;
+  /** Stops serving a LUN once its running tasks finished; the others see REPORTED LUNS DATA HAS CHANGED. */
+  removeLun(lun: number): Promise<void>;
+}
+
+export function createScsiTarget(opts: ScsiTargetOptions): ScsiTarget & LunInventory {
   return new DiskTarget(opts);
 }
 
-class DiskTarget implements ScsiTarget, TargetContext {
+class DiskTarget implements ScsiTarget, TargetContext, LunInventory {
   readonly iqn: string;
   readonly port: TargetPort;
   readonly vendor: string;
@@ -76,15 +108,21 @@ class DiskTarget implements ScsiTarget, TargetContext {
   readonly revision: string;
   readonly commands = diskCommandTable;
   private readonly units = new Map<number, LogicalUnit>();
-  private readonly lunList: readonly number[];
+  private lunList: readonly number[];
+  private readonly transferMaxBytes: number;
   private readonly attentions: UnitAttentions;
   private readonly active = new Map<number, ActiveTasks>();
   /** Open nexuses by id, to find those a unit attention or an abort is meant for. */
   private readonly nexuses = new Map<string, Nexus>();
   private readonly alua: AluaProvider;
-  /** The local port group's state, read on every command. */
+  /** Target ports by relative target port identifier (= portal group tag): this site's and the others'. */
+  private readonly ports = new Map<number, TargetPort>();
+  /** The ALUA state of each relative target port's group, read on every command. */
+  private aluaByPort = new Map<number, AluaState>();
+  /** The local port group's state: for a nexus whose port is in no group. */
   private aluaLocal: AluaState = 'active-optimized';
   private readonly store: ReservationStore | undefined;
+  private readonly stateMirror: StateMirror | undefined;
   readonly registrationsMax: number;
 
   constructor(opts: ScsiTargetOptions) {
@@ -94,35 +132,97 @@ class DiskTarget implements ScsiTarget, TargetContext {
     this.product = opts.product ?? 'metrocluster';
     this.revision = opts.revision ?? '0001';
     this.attentions = new UnitAttentions(opts.unitAttentionQueueMax ?? 16);
-    const transferMaxBytes = opts.transferMaxBytes ?? transferMaxBytesDefault;
-    for (const { lun, device, identity } of opts.luns) {
-      assert(Number.isInteger(lun) && lun >= 0 && lun <= lunMax, `LUN ${lun} outside 0..${lunMax}`);
-      assert(!this.units.has(lun), `LUN ${lun} listed twice`);
-      const blockSizeBytes = device.blockSizeBytes;
-      assert(device.sizeBytes % blockSizeBytes === 0, `LUN ${lun}: size is not a whole number of blocks`);
-      this.units.set(lun, {
-        lun,
-        device,
-        identity,
-        blockSizeBytes,
-        blockCount: device.sizeBytes / blockSizeBytes,
-        transferMaxBlocks: Math.max(1, Math.floor(transferMaxBytes / blockSizeBytes)),
-        granularityBlocks: Math.max(1, granularityBytes / blockSizeBytes),
-        taskSet: new TaskSet(),
-        reservations: new LunReservations(),
-      });
-    }
+    this.transferMaxBytes = opts.transferMaxBytes ?? transferMaxBytesDefault;
+    for (const unit of opts.luns) this.newUnit(unit);
     this.lunList = [...this.units.keys()].sort((a, b) => a - b);
-    for (const lun of this.lunList) this.active.set(lun, new ActiveTasks());
     this.registrationsMax = opts.registrationsMax ?? 64;
     this.store = opts.reservationStore;
+    this.stateMirror = opts.stateMirror;
     this.loadReservations();
     const port = opts.port;
     this.alua = opts.alua ?? {
       portGroups: () => [{ id: port.targetPortGroupId, state: 'active-optimized', relativeTargetPortIds: [port.relativeTargetPortId] }],
     };
-    this.aluaLocal = this.localAluaState();
+    this.ports.set(port.relativeTargetPortId, port);
+    for (const p of opts.remotePorts ?? []) {
+      assert(!this.ports.has(p.relativeTargetPortId), `relative target port ${p.relativeTargetPortId} listed twice`);
+      this.ports.set(p.relativeTargetPortId, p);
+    }
+    this.readAluaStates();
     this.alua.subscribe?.(() => this.aluaChanged());
+  }
+
+  portOf(nexus: Nexus): TargetPort {
+    return this.ports.get(nexus.portalGroupTag) ?? this.port;
+  }
+
+  /** The ALUA state of the port group a nexus came in through (SPC-4 5.15.2.4: per target port). */
+  private aluaOf(nexus: Nexus): AluaState {
+    return this.aluaByPort.get(nexus.portalGroupTag) ?? this.aluaLocal;
+  }
+
+  private readAluaStates(): void {
+    this.aluaLocal = this.localAluaState();
+    const byPort = new Map<number, AluaState>();
+    for (const g of this.alua.portGroups()) for (const rtpi of g.relativeTargetPortIds) byPort.set(rtpi, g.state);
+    this.aluaByPort = byPort;
+  }
+
+  private newUnit({ lun, device, identity }: { lun: number; device: BlockDevice; identity: VolumeIdentity }): LogicalUnit {
+    assert(Number.isInteger(lun) && lun >= 0 && lun <= lunMax, `LUN ${lun} outside 0..${lunMax}`);
+    assert(!this.units.has(lun), `LUN ${lun} listed twice`);
+    const blockSizeBytes = device.blockSizeBytes;
+    assert(device.sizeBytes % blockSizeBytes === 0, `LUN ${lun}: size is not a whole number of blocks`);
+    const lu: LogicalUnit = {
+      lun,
+      device,
+      identity,
+      blockSizeBytes,
+      blockCount: device.sizeBytes / blockSizeBytes,
+      transferMaxBlocks: Math.max(1, Math.floor(this.transferMaxBytes / blockSizeBytes)),
+      granularityBlocks: Math.max(1, granularityBytes / blockSizeBytes),
+      taskSet: new TaskSet(),
+      reservations: new LunReservations(),
+    };
+    this.units.set(lun, lu);
+    this.active.set(lun, new ActiveTasks());
+    return lu;
+  }
+
+  addLun(unit: { lun: number; device: BlockDevice; identity: VolumeIdentity }): void {
+    const had = this.lunList;
+    const lu = this.newUnit(unit);
+    this.lunList = [...this.units.keys()].sort((a, b) => a - b);
+    if (this.store) {
+      const saved = this.store.load(reservationKey(this.iqn, lu.lun));
+      if (saved !== undefined) {
+        const state = assertPrState(saved);
+        lu.reservations.setPr(state.aptpl ? state : { ...emptyPrState, generation: state.generation });
+      }
+    }
+    for (const l of had) this.attentions.establish(l, Asc.ReportedLunsDataHasChanged);
+  }
+
+  async resizeLun(lun: number, sizeBytes: number): Promise<void> {
+    const lu = this.units.get(lun);
+    assert(lu !== undefined, `resize of LUN ${lun}, which the target does not serve`);
+    assert(sizeBytes % lu.blockSizeBytes === 0 && sizeBytes > 0, `LUN ${lun}: size ${sizeBytes} is not a whole number of blocks`);
+    assert(sizeBytes <= lu.device.sizeBytes, `LUN ${lun}: grow the device to ${sizeBytes} bytes before the LUN`);
+    await lu.taskSet.run('ordered', async () => {
+      (lu as { blockCount: number }).blockCount = sizeBytes / lu.blockSizeBytes;
+    });
+    this.attentions.establish(lun, Asc.CapacityDataHasChanged);
+  }
+
+  async removeLun(lun: number): Promise<void> {
+    const lu = this.units.get(lun);
+    if (!lu) return;
+    this.units.delete(lun);
+    this.lunList = [...this.units.keys()].sort((a, b) => a - b);
+    // Commands already queued on it hold the unit: they run (or end) before this resolves.
+    await lu.taskSet.run('ordered', async () => undefined);
+    await lu.taskSet.drain();
+    for (const l of this.lunList) this.attentions.establish(l, Asc.ReportedLunsDataHasChanged);
   }
 
   /** APTPL (SPC-4 5.13.5): reservations saved with APTPL set come back after a restart. */
@@ -148,7 +248,7 @@ class DiskTarget implements ScsiTarget, TargetContext {
 
   /** SPC-4 5.15.2.? : any group's state change is ASYMMETRIC ACCESS STATE CHANGED for every nexus. */
   private aluaChanged(): void {
-    this.aluaLocal = this.localAluaState();
+    this.readAluaStates();
     for (const lun of this.lunList) this.attentions.establish(lun, Asc.AsymmetricAccessStateChanged);
   }
 
@@ -160,6 +260,9 @@ class DiskTarget implements ScsiTarget, TargetContext {
     const before = lu.reservations.pr;
     if (this.store && (result.state.aptpl || before.aptpl)) await this.store.save(reservationKey(this.iqn, lu.lun), result.state);
     lu.reservations.setPr(result.state);
+    // Entered in the mirror in the same turn as the commit: every write admitted after it follows it
+    // in the stream too. The command completes once the peer holds it (after the attentions below).
+    const mirrored = this.stateMirror?.reservations(lu.lun, result.state);
     for (const a of result.attentions) {
       this.attentions.establish(lu.lun, a.code, (nexusId) => this.reaches(a, nexusId, req.nexus.id));
     }
@@ -168,6 +271,20 @@ class DiskTarget implements ScsiTarget, TargetContext {
       // preempted nexuses' queued tasks will end with TASK ABORTED instead of starting.
       this.active.get(lu.lun)!.abort((t) => t.nexusId !== req.nexus.id && result.abort.some((r) => this.reaches({ ...r, code: Asc.NoAdditionalSense }, t.nexusId, undefined)));
     }
+    await mirrored;
+  }
+
+  reservationStates(): Array<{ lun: number; state: PrState }> {
+    return this.lunList.map((lun) => ({ lun, state: this.units.get(lun)!.reservations.pr }));
+  }
+
+  async adoptReservations(lun: number, state: PrState): Promise<void> {
+    const lu = this.units.get(lun);
+    assert(lu !== undefined, `reservations for LUN ${lun}, which the target does not serve`);
+    const before = lu.reservations.pr;
+    // Kept as this site would keep its own (APTPL): a restart of a promoted site finds them.
+    if (this.store && (state.aptpl || before.aptpl)) await this.store.save(reservationKey(this.iqn, lun), state);
+    lu.reservations.setPr(state);
   }
 
   /** Whether an attention or abort aimed at a registration reaches this open nexus. */
@@ -228,8 +345,9 @@ class DiskTarget implements ScsiTarget, TargetContext {
     }
     const bad = findUnsupportedCdbBit(req.cdb, spec.usage);
     if (bad) return Promise.resolve(checkCondition({ key: SenseKey.IllegalRequest, code: Asc.InvalidFieldInCdb, fieldPointer: bad }));
-    if (lu.reservations.held || this.aluaLocal !== 'active-optimized') {
-      const conflict = accessConflict(spec, req, lu, this.aluaLocal);
+    const alua = this.aluaOf(req.nexus);
+    if (lu.reservations.held || alua !== 'active-optimized') {
+      const conflict = accessConflict(spec, req, lu, alua);
       if (conflict) return Promise.resolve(conflict);
     }
     const active = this.active.get(lu.lun)!;
@@ -326,6 +444,10 @@ function unitAttention(code: AdditionalSense): ScsiResponse {
  */
 function deviceFailure(spec: CommandSpec, err: unknown): ScsiResponse {
   if (err instanceof AssertionFailed) throw err;
+  if (err instanceof AccessUnavailable) {
+    // Fenced or changing primary mid-command: nothing was acknowledged; the host retries another path.
+    return checkCondition({ key: SenseKey.NotReady, code: err.transitioning ? Asc.LogicalUnitNotAccessibleTransitioning : Asc.LogicalUnitNotAccessibleUnavailable });
+  }
   // System errors carry errno names (EIO, ENOSPC); Node's own ERR_* codes mean a misuse, a bug.
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   if (typeof code !== 'string' || !/^E[A-Z0-9]+$/.test(code)) throw err;

@@ -7,7 +7,7 @@ import type { BlockDevice } from '../storage/block-device.ts';
 import { openFileBlockDevice } from '../storage/file-block-device.ts';
 import { volumeIdentity } from './identity.ts';
 import { parseFixedSense } from './sense.ts';
-import { createScsiTarget, type ScsiTargetOptions } from './target.ts';
+import { createScsiTarget, type LunInventory, type ScsiTargetOptions } from './target.ts';
 import type { Nexus, ScsiResponse, ScsiTarget, TaskAttribute } from './types.ts';
 
 export const iqn = 'iqn.2026-11.io.metrocluster:demo.db';
@@ -67,13 +67,16 @@ export class RecordingDevice implements BlockDevice {
     if (!this.inner.deallocate) throw new Error('the inner device cannot deallocate');
     return this.inner.deallocate(offsetBytes, lengthBytes);
   }
+  mappedBytesFrom(offsetBytes: number, limitBytes: number): number {
+    return this.inner.mappedBytesFrom?.(offsetBytes, limitBytes) ?? 0;
+  }
   close(): Promise<void> {
     return this.inner.close();
   }
 }
 
 export interface Fixture {
-  target: ScsiTarget;
+  target: ScsiTarget & LunInventory;
   devices: RecordingDevice[];
   dir: string;
   /** Runs a command as `who` (default nexus "host1") on `lun` (default 0). */
@@ -119,7 +122,7 @@ export async function makeFixture(
     dir?: string;
     clearPowerOn?: boolean;
     /** ALUA provider, reservation store and other target options. */
-    target?: Pick<ScsiTargetOptions, 'alua' | 'reservationStore' | 'registrationsMax'>;
+    target?: Pick<ScsiTargetOptions, 'alua' | 'reservationStore' | 'registrationsMax' | 'stateMirror'>;
   } = {},
 ): Promise<Fixture> {
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'metro-scsi-')));

@@ -2,11 +2,11 @@
 // STATUS on a thin volume with LBPRZ=1 (a deallocated block reads as zeros). Deallocation goes to
 // BlockDevice.deallocate (a punched hole in the sparse file) or, without it, to written zeros.
 //
-// GET LBA STATUS reports a block as deallocated when it reads as zeros, mapped otherwise. Node
-// cannot ask the filesystem for holes (no lseek SEEK_DATA/SEEK_HOLE), and an allocation map kept
-// beside the volume would put a lookup on every WRITE and would have to travel with the mirror. A
-// host cannot tell a deallocated block from a mapped block of zeros on an LBPRZ=1 unit, which
-// is what it uses the answer for: skipping ranges that need no copying.
+// GET LBA STATUS reports a block as mapped when the device knows it was written since it was opened
+// (BlockDevice.mappedBytesFrom: no data is read for those), otherwise as deallocated when it reads as
+// zeros and mapped when not. Node cannot ask the filesystem for holes (no lseek SEEK_DATA/SEEK_HOLE).
+// A host cannot tell a deallocated block from a mapped block of zeros on an LBPRZ=1 unit, which is
+// what it uses the answer for: skipping ranges that need no copying.
 import { u16, u32, u64, usage } from './cdb.ts';
 import { unmapDescriptorsMax, unmapMaxBlocks, writeSameMaxBlocks } from './block-limits.ts';
 import type { CommandSpec, LogicalUnit } from './command-table.ts';
@@ -14,6 +14,7 @@ import { lbaOf, layout10, layout16, lbaOutOfRange, outOfRange, type Layout } fro
 import { allocated } from './spc-commands.ts';
 import { Asc, SenseKey, checkCondition, good, goodStatus, illegalRequest, invalidFieldInCdb, invalidFieldInParameterList } from './sense.ts';
 import type { ScsiRequest, ScsiResponse } from './types.ts';
+import { readPooled } from '../storage/block-device.ts';
 
 const chunkBytes = 1024 * 1024;
 const zeroChunk = Buffer.alloc(chunkBytes);
@@ -134,26 +135,30 @@ async function unmap(req: ScsiRequest, lu: LogicalUnit): Promise<ScsiResponse> {
 const statusScanMaxBytes = 1024 * 1024;
 const Provisioning = { mapped: 0, deallocated: 1 } as const;
 
-/** SBC-4 5.8: descriptors from STARTING LOGICAL BLOCK ADDRESS on, each a run of one status. */
+/** A descriptor's NUMBER OF LOGICAL BLOCKS field is 32 bits. */
+const descriptorBlocksMax = 0xffff_ffff;
+
+interface StatusRun {
+  lba: number;
+  blocks: number;
+  status: number;
+}
+
+/** SBC-4 5.8: descriptors from STARTING LOGICAL BLOCK ADDRESS on, each a run of one status. A run
+ *  the device knows to be mapped is reported whole (it may reach far past the scan window, so a
+ *  host caching the answer asks again less often); what follows it in the window is scanned. */
 async function getLbaStatus(req: ScsiRequest, lu: LogicalUnit): Promise<ScsiResponse> {
   const cdb = req.cdb;
   const lba = u64(cdb, 2);
   const allocationLength = u32(cdb, 10);
   if (lba >= lu.blockCount) return lbaOutOfRange();
-  const blocks = Math.min(lu.blockCount - lba, statusScanMaxBytes / lu.blockSizeBytes);
-  const data = await lu.device.read(lba * lu.blockSizeBytes, blocks * lu.blockSizeBytes);
-  const runs: Array<{ lba: number; blocks: number; status: number }> = [];
   const bs = lu.blockSizeBytes;
-  for (let i = 0; i < blocks; i++) {
-    // Written blocks rarely start and end with zero bytes: most are told apart without a compare,
-    // and no block gets a Buffer view of its own (a 1 MiB scan is 2048 blocks, on every large read).
-    const at = i * bs;
-    const zero = data[at] === 0 && data[at + bs - 1] === 0 && zeroChunk.compare(data, at, at + bs, 0, bs) === 0;
-    const status = zero ? Provisioning.deallocated : Provisioning.mapped;
-    const last = runs[runs.length - 1];
-    if (last && last.status === status) last.blocks++;
-    else runs.push({ lba: lba + i, blocks: 1, status });
-  }
+  const knownBytes = lu.device.mappedBytesFrom?.(lba * bs, Math.min(lu.blockCount - lba, descriptorBlocksMax) * bs) ?? 0;
+  const known = Math.floor(knownBytes / bs);
+  const runs: StatusRun[] = known > 0 ? [{ lba, blocks: known, status: Provisioning.mapped }] : [];
+  const scanFrom = lba + known;
+  const scanEnd = Math.min(lu.blockCount, lba + statusScanMaxBytes / bs);
+  if (scanFrom < scanEnd) await scanStatus(lu, scanFrom, scanEnd - scanFrom, runs);
   const out = Buffer.alloc(8 + 16 * runs.length);
   out.writeUInt32BE(out.length - 4, 0); // PARAMETER DATA LENGTH
   runs.forEach((r, i) => {
@@ -162,6 +167,47 @@ async function getLbaStatus(req: ScsiRequest, lu: LogicalUnit): Promise<ScsiResp
     out[20 + 16 * i] = r.status;
   });
   return allocated(out, allocationLength);
+}
+
+/** Blocks looked at with one compare before the scan goes block by block (where data is). */
+const scanStretchBytes = 64 * 1024;
+
+/** Appends the runs of [lba, +blocks) as the data shows them: zeros deallocated, the rest mapped. */
+async function scanStatus(lu: LogicalUnit, lba: number, blocks: number, runs: StatusRun[]): Promise<void> {
+  const bs = lu.blockSizeBytes;
+  // Looked at and dropped here: a pooled buffer (a new 1 MiB one per command, on every large read a
+  // host prefaces with GET LBA STATUS, kept the garbage collector busy).
+  const pooled = await readPooled(lu.device, lba * bs, blocks * bs);
+  try {
+    classify(pooled.data, bs, lba, blocks, runs);
+  } finally {
+    pooled.release();
+  }
+}
+
+/** The runs of data (blocks of bs bytes from lba) appended to runs. */
+function classify(data: Buffer, bs: number, lba: number, blocks: number, runs: StatusRun[]): void {
+  const add = (first: number, count: number, status: number): void => {
+    const last = runs[runs.length - 1];
+    if (last && last.status === status && last.blocks + count <= descriptorBlocksMax) last.blocks += count;
+    else runs.push({ lba: first, blocks: count, status });
+  };
+  const stretchBlocks = Math.max(1, Math.floor(scanStretchBytes / bs));
+  for (let i = 0; i < blocks; i += stretchBlocks) {
+    const n = Math.min(stretchBlocks, blocks - i);
+    // A stretch of zeros (a hole, mostly) in one compare, which stops at the first byte of data.
+    if (zeroChunk.compare(data, i * bs, (i + n) * bs, 0, n * bs) === 0) {
+      add(lba + i, n, Provisioning.deallocated);
+      continue;
+    }
+    for (let j = i; j < i + n; j++) {
+      // Written blocks rarely start and end with zero bytes: most are told apart without a compare,
+      // and no block gets a Buffer view of its own.
+      const at = j * bs;
+      const zero = data[at] === 0 && data[at + bs - 1] === 0 && zeroChunk.compare(data, at, at + bs, 0, bs) === 0;
+      add(lba + j, 1, zero ? Provisioning.deallocated : Provisioning.mapped);
+    }
+  }
 }
 
 const group = 0x1f;

@@ -42,8 +42,13 @@ export interface ScsiRequest {
   /** The same bytes as the Data-Out pieces the transport received, in order, when there were
    *  several: WRITE stores them without joining. dataOut is then joined on first access. */
   readonly dataOutParts?: readonly Buffer[];
-  /** Set by the transport when the task is aborted; long operations may check it. */
-  readonly signal?: AbortSignal;
+  /** Raised by the transport when the task is aborted; long operations may check it. */
+  readonly signal?: TaskSignal;
+}
+
+/** Whether a task has been aborted (an AbortSignal fits). */
+export interface TaskSignal {
+  aborted: boolean;
 }
 
 export interface ScsiResponse {
@@ -57,6 +62,9 @@ export interface ScsiResponse {
    *  The transport compares it with expectedDataLength to report overflow/underflow residuals
    *  (RFC 7143 §11.4.5). */
   readonly commandTransferBytes?: number;
+  /** The dataIn bytes may be reused once the transport has written them (a pooled read buffer);
+   *  a transport that does not call it leaves the buffer to the garbage collector. */
+  readonly release?: () => void;
 }
 
 export type TaskManagementFunction =

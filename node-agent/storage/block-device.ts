@@ -1,11 +1,14 @@
 // The storage edge of the SCSI layer: a fixed-size byte-addressed device.
 // Offsets and lengths are bytes; callers keep them inside sizeBytes (the SCSI layer checks LBA ranges first).
+import type { PooledBuffer } from './buffer-pool.ts';
 
 export interface BlockDevice {
   /** Capacity in bytes; a multiple of blockSizeBytes. */
   readonly sizeBytes: number;
   readonly blockSizeBytes: number;
   read(offsetBytes: number, lengthBytes: number): Promise<Buffer>;
+  /** Optional: read() into a buffer the caller gives back with release() once done with it. */
+  readPooled?(offsetBytes: number, lengthBytes: number): Promise<PooledBuffer>;
   /** Writes data; with fua the data is durable (fdatasync) before the promise resolves. */
   write(offsetBytes: number, data: Buffer, opts?: { fua?: boolean }): Promise<void>;
   /** Optional: writes parts back to back from offsetBytes, as write() would their concatenation,
@@ -19,5 +22,34 @@ export interface BlockDevice {
    * get the range written with zeros by the SCSI layer.
    */
   deallocate?(offsetBytes: number, lengthBytes: number): Promise<void>;
+  /**
+   * Optional: how many bytes from offsetBytes on (at most limitBytes) are known to be mapped,
+   * without reading them (written and not deallocated since the device was opened). 0 claims
+   * nothing: the caller looks at the data (GET LBA STATUS).
+   */
+  mappedBytesFrom?(offsetBytes: number, limitBytes: number): number;
+  /**
+   * Optional: a new capacity (a topology change). Growing extends the device with zeros; shrinking
+   * discards the tail. The caller keeps I/O off the range that goes away.
+   */
+  resize?(sizeBytes: number): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * This site may not execute I/O for the group now (not its primary, no quorum, or its epoch
+ * changed while the command ran). The SCSI layer answers NOT READY, LOGICAL UNIT NOT ACCESSIBLE
+ * (SPC-4 table 50: ASYMMETRIC ACCESS STATE TRANSITION or TARGET PORT IN UNAVAILABLE STATE).
+ */
+export class AccessUnavailable extends Error {
+  override name = 'AccessUnavailable';
+  constructor(readonly group: string, readonly transitioning: boolean) {
+    super(`group ${group} is ${transitioning ? 'changing primary' : 'not served by this site now'}`);
+  }
+}
+
+/** A read into a pooled buffer where the device offers one; else a plain read with nothing to give back. */
+export function readPooled(device: BlockDevice, offsetBytes: number, lengthBytes: number): Promise<PooledBuffer> {
+  if (device.readPooled) return device.readPooled(offsetBytes, lengthBytes);
+  return device.read(offsetBytes, lengthBytes).then((data) => ({ data, release: () => undefined }));
 }

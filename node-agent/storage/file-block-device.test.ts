@@ -126,3 +126,33 @@ test('writev stores its parts back to back, also more parts than one pwritev(2) 
   await t.throwsAsync(dev.writev(8 * MiB - 512, [Buffer.alloc(512), Buffer.alloc(1)]));
   await dev.close();
 });
+
+test('small whole-page writes run inline and read back; partial pages, FUA and large writes go through the pool', async (t) => {
+  const path = join(await tempDir(t), 'vol');
+  const dev = await openFileBlockDevice({ path, sizeBytes: 8 * MiB });
+  t.teardown(() => dev.close());
+  const page = Buffer.alloc(4096, 0x5a);
+  await dev.write(8192, page);
+  t.is(dev.inlineStats.writes, 1);
+  t.deepEqual(await dev.read(8192, 4096), page);
+  await dev.writev(16384, [page.subarray(0, 1000), page.subarray(1000)]);
+  t.is(dev.inlineStats.writes, 2, 'pieces of one page are joined and written inline');
+  t.deepEqual(await dev.read(16384, 4096), page);
+  await dev.write(512, Buffer.alloc(4096, 1)); // not page aligned
+  await dev.write(4096 * 10, page, { fua: true }); // FUA waits for fdatasync: never inline
+  await dev.write(MiB, Buffer.alloc(MiB, 2)); // above the size limit
+  t.is(dev.inlineStats.writes, 2);
+  t.deepEqual(await dev.read(512, 4096), Buffer.alloc(4096, 1));
+  t.deepEqual(await dev.read(MiB, MiB), Buffer.alloc(MiB, 2));
+});
+
+test('an inline write that stalls turns inline writes off for the back-off time', async (t) => {
+  const path = join(await tempDir(t), 'vol');
+  // Every inline write counts as a stall (it took longer than -1 ms).
+  const dev = await openFileBlockDevice({ path, sizeBytes: 8 * MiB, inlineWrites: { bytesMax: 65536, stallMs: -1, backoffMs: 60_000 } });
+  t.teardown(() => dev.close());
+  await dev.write(0, Buffer.alloc(4096, 3));
+  await dev.write(4096, Buffer.alloc(4096, 4));
+  t.deepEqual(dev.inlineStats, { writes: 1, stalls: 1 });
+  t.deepEqual(await dev.read(0, 8192), Buffer.concat([Buffer.alloc(4096, 3), Buffer.alloc(4096, 4)]));
+});

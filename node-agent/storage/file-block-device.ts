@@ -2,19 +2,31 @@
 // preallocated, so unwritten regions cost no disk and read back as zeros), positional I/O on the
 // libuv thread pool so commands run concurrently, fdatasync for flush() and for FUA writes;
 // deallocate() punches holes (hole-punch.ts) for large aligned ranges and writes zeros for the rest.
+// An AllocationMap records the granules written since open, so mappedBytesFrom() answers without I/O.
+// Small whole-page writes without FUA are tried on the calling thread first (InlineWrites): the same
+// pwrite(2), the same completion semantics, without a thread-pool round trip per command.
 // READ and WRITE call fs.read/fs.write (fs.writev for Data-Out in pieces) on the descriptor: one promise per call and none of the
 // FileHandle promise machinery, which costs more than a 4 KiB copy into the page cache.
 import { open, type FileHandle } from 'node:fs/promises';
 import fs, { constants } from 'node:fs';
 import { assert } from '../../common/assert.ts';
+import { AllocationMap } from './allocation-map.ts';
 import type { BlockDevice } from './block-device.ts';
 import { punchHole } from './hole-punch.ts';
+import { BufferPool, type PooledBuffer } from './buffer-pool.ts';
+
+/** One pool for every volume of the process: READ data on its way to the initiators. */
+export const readBufferPool = new BufferPool();
 
 export interface FileBlockDeviceOptions {
   path: string;
   sizeBytes: number;
   /** Logical block size; 512 unless given. */
   blockSizeBytes?: number;
+  /** Small writes on the calling thread first; inlineWriteDefaults unless given, false for never. */
+  inlineWrites?: InlineWritePolicy | false;
+  /** A larger file is cut to sizeBytes (a shrink the admin forced) instead of refused. */
+  shrink?: boolean;
 }
 
 /** Opening refused: the file exists and is larger than the volume (shrinking would lose data). */
@@ -30,18 +42,18 @@ export async function openFileBlockDevice(opts: FileBlockDeviceOptions): Promise
   const handle = await open(opts.path, constants.O_RDWR | constants.O_CREAT, 0o600);
   try {
     const { size } = await handle.stat();
-    if (size > opts.sizeBytes) {
+    if (size > opts.sizeBytes && !opts.shrink) {
       throw new VolumeFileTooLargeError(
         `volume file ${opts.path} holds ${size} bytes, more than the volume's ${opts.sizeBytes}; refusing to shrink it`,
       );
     }
     // Growing (first start, or a volume enlarged in the topology) only extends the sparse tail.
-    if (size < opts.sizeBytes) await handle.truncate(opts.sizeBytes);
+    if (size !== opts.sizeBytes) await handle.truncate(opts.sizeBytes);
   } catch (err) {
     await handle.close();
     throw err;
   }
-  return new FileBlockDevice(handle, opts.sizeBytes, blockSizeBytes, opts.path);
+  return new FileBlockDevice(handle, opts.sizeBytes, blockSizeBytes, opts.path, opts.inlineWrites ?? inlineWriteDefaults);
 }
 
 /** Ranges shorter than this are written with zeros: cheaper than spawning a process. */
@@ -50,16 +62,42 @@ const punchMinBytes = 256 * 1024;
 const punchAlignBytes = 4096;
 const zeroChunkBytes = 1024 * 1024;
 const zeros = Buffer.alloc(zeroChunkBytes);
+/** AllocationMap granule: the filesystem's usual block, and the Block Limits unmap granularity. */
+const mapGranuleBytes = 4096;
+
+/**
+ * When a write runs on the event loop's thread instead of the pool. A whole-page pwrite(2) into the
+ * page cache takes microseconds, a pool round trip (queue, wake a thread, signal the loop back)
+ * costs several times that in CPU on every command. Only writes of whole pages qualify (a partial
+ * page may first have to be read from disk) and never FUA (fdatasync waits for the disk). The page
+ * cache can still make a write wait (dirty-page throttling): one that took longer than
+ * inlineStallMs turns inline writes off for inlineBackoffMs, so the loop stalls rarely and briefly.
+ */
+export interface InlineWritePolicy {
+  readonly bytesMax: number;
+  readonly stallMs: number;
+  readonly backoffMs: number;
+}
+export const inlineWriteDefaults: InlineWritePolicy = { bytesMax: 64 * 1024, stallMs: 2, backoffMs: 1000 };
+const pageBytes = 4096;
 
 export class FileBlockDevice implements BlockDevice {
   private closed = false;
+  private readonly allocation: AllocationMap;
+  /** Inline writes are off until this time (performance.now()) after one that stalled. */
+  private inlineOffUntilMs = 0;
+  /** Writes done inline and writes that stalled, for tests and logs. */
+  readonly inlineStats = { writes: 0, stalls: 0 };
 
   constructor(
     private readonly handle: FileHandle,
-    readonly sizeBytes: number,
+    public sizeBytes: number,
     readonly blockSizeBytes: number,
     private readonly path: string,
-  ) {}
+    private readonly inline: InlineWritePolicy | false = inlineWriteDefaults,
+  ) {
+    this.allocation = new AllocationMap(sizeBytes, mapGranuleBytes);
+  }
 
   async read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
     this.checkRange(offsetBytes, lengthBytes);
@@ -67,9 +105,28 @@ export class FileBlockDevice implements BlockDevice {
     return new Promise((resolve, reject) => readFully(this.handle.fd, buf, 0, offsetBytes, resolve, reject));
   }
 
+  async readPooled(offsetBytes: number, lengthBytes: number): Promise<PooledBuffer> {
+    this.checkRange(offsetBytes, lengthBytes);
+    const p = readBufferPool.acquire(lengthBytes);
+    try {
+      await new Promise<Buffer>((resolve, reject) => readFully(this.handle.fd, p.data, 0, offsetBytes, resolve, reject));
+    } catch (err) {
+      p.release();
+      throw err;
+    }
+    return p;
+  }
+
   async write(offsetBytes: number, data: Buffer, opts?: { fua?: boolean }): Promise<void> {
     this.checkRange(offsetBytes, data.length);
-    const written = new Promise<void>((resolve, reject) => writeFully(this.handle.fd, data, 0, offsetBytes, resolve, reject));
+    if (opts?.fua !== true && this.inlineAllowed(offsetBytes, data.length)) {
+      this.writeInline(offsetBytes, data);
+      return;
+    }
+    const written = new Promise<void>((resolve, reject) => writeFully(this.handle.fd, data, 0, offsetBytes, () => {
+      this.allocation.markMapped(offsetBytes, data.length);
+      resolve();
+    }, reject));
     return opts?.fua ? written.then(() => this.handle.datasync()) : written;
   }
 
@@ -78,8 +135,39 @@ export class FileBlockDevice implements BlockDevice {
     let total = 0;
     for (const part of parts) total += part.length;
     this.checkRange(offsetBytes, total);
-    const written = new Promise<void>((resolve, reject) => writevFully(this.handle.fd, parts, 0, offsetBytes, resolve, reject));
+    if (opts?.fua !== true && this.inlineAllowed(offsetBytes, total)) {
+      this.writeInline(offsetBytes, parts.length === 1 ? parts[0] : Buffer.concat(parts, total));
+      return;
+    }
+    const written = new Promise<void>((resolve, reject) => writevFully(this.handle.fd, parts, 0, offsetBytes, () => {
+      this.allocation.markMapped(offsetBytes, total);
+      resolve();
+    }, reject));
     return opts?.fua ? written.then(() => this.handle.datasync()) : written;
+  }
+
+  private inlineAllowed(offsetBytes: number, lengthBytes: number): boolean {
+    const p = this.inline;
+    return p !== false && lengthBytes <= p.bytesMax && offsetBytes % pageBytes === 0 && lengthBytes % pageBytes === 0 && performance.now() >= this.inlineOffUntilMs;
+  }
+
+  /** pwrite(2) on this thread; a failure throws (the caller's promise rejects, as from the pool). */
+  private writeInline(offsetBytes: number, data: Buffer): void {
+    const startMs = performance.now();
+    for (let done = 0; done < data.length; ) done += fs.writeSync(this.handle.fd, data, done, data.length - done, offsetBytes + done);
+    const tookMs = performance.now() - startMs;
+    this.inlineStats.writes++;
+    if (this.inline !== false && tookMs > this.inline.stallMs) {
+      this.inlineStats.stalls++;
+      this.inlineOffUntilMs = startMs + tookMs + this.inline.backoffMs;
+    }
+    this.allocation.markMapped(offsetBytes, data.length);
+  }
+
+  /** Bytes from offsetBytes on (at most limitBytes) written since open and not deallocated since:
+   *  mapped, without reading them. 0 says nothing (the data may still be mapped). */
+  mappedBytesFrom(offsetBytes: number, limitBytes: number): number {
+    return this.allocation.mappedBytesFrom(offsetBytes, limitBytes);
   }
 
   async flush(): Promise<void> {
@@ -90,6 +178,8 @@ export class FileBlockDevice implements BlockDevice {
   /** Punches a hole where the range covers whole filesystem blocks and is large; zeros elsewhere. */
   async deallocate(offsetBytes: number, lengthBytes: number): Promise<void> {
     this.checkRange(offsetBytes, lengthBytes);
+    // Unknown from now on (before any zeros land, so no answer claims the old data is still there).
+    this.allocation.forget(offsetBytes, lengthBytes);
     const end = offsetBytes + lengthBytes;
     const holeStart = Math.ceil(offsetBytes / punchAlignBytes) * punchAlignBytes;
     const holeEnd = Math.floor(end / punchAlignBytes) * punchAlignBytes;
@@ -101,10 +191,26 @@ export class FileBlockDevice implements BlockDevice {
     await this.writeZeros(offsetBytes, end);
   }
 
+  /** Zeros written for a deallocation: the granules stay unknown (not mapped), so the scan of
+   *  GET LBA STATUS reports them deallocated. */
   private async writeZeros(fromBytes: number, toBytes: number): Promise<void> {
     for (let at = fromBytes; at < toBytes; at += zeroChunkBytes) {
-      await this.write(at, zeros.subarray(0, Math.min(zeroChunkBytes, toBytes - at)));
+      const data = zeros.subarray(0, Math.min(zeroChunkBytes, toBytes - at));
+      await new Promise<void>((resolve, reject) => writeFully(this.handle.fd, data, 0, at, resolve, reject));
     }
+  }
+
+  /** Grows the sparse file (the new tail reads as zeros) or truncates it; the new size is durable on return. */
+  async resize(sizeBytes: number): Promise<void> {
+    assert(!this.closed, 'resize of a closed volume file');
+    assert(Number.isSafeInteger(sizeBytes) && sizeBytes > 0 && sizeBytes % this.blockSizeBytes === 0,
+      `volume size ${sizeBytes} must be a positive multiple of the block size ${this.blockSizeBytes}`);
+    if (sizeBytes < this.sizeBytes) this.sizeBytes = sizeBytes;
+    // The old last granule and anything cut off are unknown again (a regrown tail reads zeros).
+    this.allocation.resize(sizeBytes);
+    await this.handle.truncate(sizeBytes);
+    await this.handle.sync();
+    this.sizeBytes = sizeBytes;
   }
 
   async close(): Promise<void> {

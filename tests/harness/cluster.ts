@@ -5,6 +5,24 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadTopology } from '../../common/topology/index.ts';
+import { call, dial } from '../../common/grpc-client.ts';
+import { removeClusterDir } from './secrets.ts';
+import { loadGrpcSecurity, type ClientFiles, type GrpcSecurity } from '../../common/tls/grpc-security.ts';
+import type { Identity } from '../../common/tls/identity.ts';
+
+/**
+ * The gRPC security a test client uses to speak as `who` to the daemons of a topology: an agent
+ * or the witness (their certificates from the automatic PKI), or 'operator' (the local admin, as
+ * metroctl). The PKI exists once a daemon of the topology has started.
+ */
+export async function securityFor(file: string, who: { agent: string } | 'witness' | 'operator', given?: ClientFiles): Promise<GrpcSecurity> {
+  const r = await loadTopology(file);
+  if (!r.ok) throw new Error(`topology ${file} is invalid`);
+  const t = r.topology;
+  const self: Identity | 'operator' = who === 'operator' ? 'operator' : who === 'witness' ? { kind: 'witness', cluster: t.name } : { kind: 'agent', cluster: t.name, site: who.agent };
+  return loadGrpcSecurity(t, self, given);
+}
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const metroctlBin = path.join(repoRoot, 'bin', 'metroctl.js');
@@ -23,9 +41,38 @@ export interface ClusterSpec {
   name?: string;
   groups?: string; // YAML for the groups list; defaults to two groups over both sites
   access?: string; // YAML for the access block
+  /**
+   * YAML after the groups (top-level blocks). Without a `replication:` block of its own, the
+   * topology gets `replication: { ack: sync }`: the adaptive default switches to async whenever the
+   * loaded test machine's event loops stretch the mirror round trip past 5 ms, and every switch
+   * changes the secondary's ALUA state under the test's hosts. The tests of the adaptive policy
+   * say so themselves.
+   */
   extra?: string;
+  /**
+   * startCluster: wait until the cluster has settled (default true): every group's primary serves
+   * with its secondary up-to-date, or, for the groups named in `outdated`, with the secondary recorded
+   * outdated at the witness. Hosts then log in after the initial resync's ALUA change, not during it.
+   */
+  settle?: boolean | { outdated: string[] };
   /** Files written beside the topology before it is loaded (path relative to its folder), mode 0600. */
   files?: Record<string, string>;
+  /**
+   * Per site `routes` (where its agent dials the peer's agent and the witness), given the test's
+   * hosts: e.g. a TcpProxy on host(3) between beta and alpha's agent.
+   */
+  routes?: (host: (n: 1 | 2 | 3) => string) => Partial<Record<'alpha' | 'beta', SiteRoutes>>;
+  /** Runs after the topology is written and before `metroctl up` (start a proxy the routes name). */
+  beforeUp?: (topology: { dir: string; file: string; host: (n: 1 | 2 | 3) => string }) => Promise<void>;
+}
+
+export interface SiteRoutes { peer?: { address: string; port: number }; witness?: { address: string; port: number } }
+
+function routesYaml(r: SiteRoutes | undefined): string {
+  if (!r) return '';
+  const e = (x: { address: string; port: number } | undefined) => (x ? `{ address: ${x.address}, port: ${x.port} }` : undefined);
+  const fields = [r.peer && `peer: ${e(r.peer)}`, r.witness && `witness: ${e(r.witness)}`].filter(Boolean);
+  return `\n    routes: { ${fields.join(', ')} }`;
 }
 
 export interface TestCluster {
@@ -45,6 +92,7 @@ export async function makeTopology(spec: ClusterSpec = {}): Promise<{ dir: strin
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'metro-test-'));
   const host = uniqueHosts();
   const name = spec.name ?? 'test';
+  const routes = spec.routes?.(host) ?? {};
   const groups = spec.groups ?? `
   - name: db
     preferredSite: alpha
@@ -60,16 +108,17 @@ sites:
     fireZone: building-a
     agent:  { address: ${host(1)}, port: 7401 }
     portal: { address: ${host(1)}, port: 3260 }
-    dataDir: ./data/alpha
+    dataDir: ./data/alpha${routesYaml(routes.alpha)}
   - name: beta
     fireZone: building-b
     agent:  { address: ${host(2)}, port: 7402 }
     portal: { address: ${host(2)}, port: 3260 }
-    dataDir: ./data/beta
+    dataDir: ./data/beta${routesYaml(routes.beta)}
 witness: { fireZone: building-c, address: ${host(3)}, port: 7400, dataDir: ./data/witness }
 groups:${groups}
 ${spec.access ?? ''}
 ${spec.extra ?? ''}
+${/^replication:/m.test(spec.extra ?? '') ? '' : 'replication: { ack: sync }'}
 `;
   for (const [rel, content] of Object.entries(spec.files ?? {})) {
     await fs.mkdir(path.dirname(path.join(dir, rel)), { recursive: true });
@@ -90,7 +139,9 @@ export interface UpProcess {
 }
 
 export function startUp(file: string, args: string[] = []): UpProcess {
-  const child = spawn(process.execPath, [metroctlBin, 'up', '-f', file, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Daemons start slowly on a loaded 2-core machine: generous readiness, as for every deadline here.
+  const env = { ...process.env, METRO_READY_TIMEOUT_MS: process.env.METRO_READY_TIMEOUT_MS ?? '120000' };
+  const child = spawn(process.execPath, [metroctlBin, 'up', '-f', file, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   let out = '';
   const waiters = new Set<() => void>();
   const onData = (d: Buffer): void => { out += d.toString('utf8'); for (const w of waiters) w(); };
@@ -133,8 +184,18 @@ export async function stopUp(up: UpProcess): Promise<void> {
 /** Writes a topology, runs `metroctl up` on it and waits until every daemon is ready. */
 export async function startCluster(spec: ClusterSpec = {}): Promise<TestCluster> {
   const { dir, file, host, name } = await makeTopology(spec);
+  await spec.beforeUp?.({ dir, file, host });
   const up = startUp(file);
-  await up.waitFor(/^ready$/m, 60_000);
+  await up.waitFor(/^ready$/m, 150_000);
+  if (spec.settle !== false) {
+    try {
+      await waitSettled(file, spec.settle === undefined || spec.settle === true ? [] : spec.settle.outdated);
+    } catch (err) {
+      // The caller never gets the cluster to stop: stop it here (its files stay for a post-mortem).
+      await stopUp(up);
+      throw err;
+    }
+  }
   return {
     dir, file, host, name, up,
     portal: (site) => `${host(site)}:3260`,
@@ -146,7 +207,76 @@ export async function startCluster(spec: ClusterSpec = {}): Promise<TestCluster>
     },
     stop: async () => {
       await stopUp(up);
-      await fs.rm(dir, { recursive: true, force: true });
+      // No secret in any log or in what metroctl up printed; METRO_TEST_KEEP=1 keeps the files.
+      await removeClusterDir(dir, { 'metroctl up output': up.output() });
     },
+  };
+}
+
+/** A group of an agent's Status answer (protos/agent.proto GroupStatus), the fields tests read. */
+export interface StatusGroup {
+  name: string;
+  role: string;
+  mirror?: { attached: boolean; secondary: string; mode: string; mode_switches: number; rtt_ms: number; lag_bytes: string; lag_ms: number; hold_down_ms: string; outdated_reason: string };
+  arbitration?: { gate: string };
+  path?: { port_groups: Array<{ site: string; state: string }> };
+}
+
+/**
+ * Polls both agents' Status (as the local admin) until every group's primary serves and its
+ * secondary is up-to-date and attached, and both portals report those ALUA states, or, for the `outdated` groups, the
+ * primary serves with the secondary recorded outdated at the witness (gate 'local').
+ */
+export async function waitSettled(file: string, outdated: string[] = [], deadlineMs = 180_000): Promise<void> {
+  const r = await loadTopology(file);
+  if (!r.ok) throw new Error(`topology ${file} is invalid`);
+  const t = r.topology;
+  const agents = await agentStatusReader(file);
+  const until = performance.now() + deadlineMs;
+  let last = '';
+  try {
+    for (;;) {
+      const views = await agents.read();
+      const pending = t.groups.flatMap((g) => {
+        const at = views.map((v) => ({ site: v.site, g: v.groups?.find((x) => x.name === g.name) }));
+        const primary = at.find((x) => x.g?.role === 'primary');
+        const secondary = at.find((x) => x.g?.role === 'secondary');
+        if (!primary?.g || !secondary?.g) return [`${g.name}: no primary and secondary yet`];
+        if (outdated.includes(g.name)) return primary.g.arbitration?.gate === 'local' ? [] : [`${g.name}: secondary not yet recorded outdated (gate ${primary.g.arbitration?.gate})`];
+        const ok = primary.g.arbitration?.gate === 'mirrored' && primary.g.mirror?.attached && primary.g.mirror.secondary === 'up-to-date'
+          && secondary.g.mirror?.attached;
+        if (!ok) return [`${g.name}: primary ${primary.site} gate ${primary.g.arbitration?.gate}, secondary ${primary.g.mirror?.secondary}, attached at ${secondary.site} ${secondary.g.mirror?.attached}`];
+        // What hosts are told at both portals: the primary's port group active/optimized, the
+        // secondary's active/non-optimized (the unit attention of that change is behind them).
+        const want = (site: string) => (site === primary.site ? 'active-optimized' : 'active-non-optimized');
+        const wrong = at.flatMap((x) => (x.g?.path?.port_groups ?? []).filter((pg) => pg.state !== want(pg.site)).map((pg) => `${x.site} reports ${pg.site} ${pg.state}`));
+        return wrong.length === 0 ? [] : [`${g.name}: ${wrong.join(', ')}`];
+      });
+      if (pending.length === 0) break;
+      last = pending.join('; ');
+      if (performance.now() > until) throw new Error(`cluster ${t.name} did not settle within ${deadlineMs} ms: ${last}`);
+      await new Promise((res) => setTimeout(res, 200));
+    }
+  } finally {
+    agents.close();
+  }
+}
+
+/**
+ * Reads both agents' Status over gRPC as the local admin: cheap enough to poll every few hundred ms
+ * (a metroctl process per poll would load the machine whose timing a test measures).
+ */
+/** Reads the agents' Status over gRPC (every site's, or only those named). */
+export async function agentStatusReader(file: string, sites?: readonly string[]): Promise<{ read(): Promise<Array<{ site: string; groups: StatusGroup[] | undefined }>>; close(): void }> {
+  const r = await loadTopology(file);
+  if (!r.ok) throw new Error(`topology ${file} is invalid`);
+  const security = await securityFor(file, 'operator');
+  const agents = r.topology.sites.filter((s) => !sites || sites.includes(s.name)).map((s) => ({ site: s.name, client: dial('agent.proto', 'MetroAgent', s.agent.address, s.agent.port, { security }) }));
+  return {
+    read: () => Promise.all(agents.map(async (a) => {
+      const res = await call<{ groups: StatusGroup[] }>(a.client, 'Status', {}, 10_000);
+      return { site: a.site, groups: res.ok ? res.value.groups : undefined };
+    })),
+    close: () => { for (const a of agents) a.client.close(); },
   };
 }

@@ -158,16 +158,16 @@ export class TestSession {
   private dataIn = new Map<number, Buffer[]>();
   closed = false;
 
-  static async open(o: { host: string; port: number; initiatorName: string; targetName?: string; isid?: Buffer; keys?: Record<string, string> }): Promise<TestSession> {
+  static async open(o: { host: string; port: number; initiatorName: string; targetName?: string; isid?: Buffer; keys?: Record<string, string>; localAddress?: string }): Promise<TestSession> {
     const s = new TestSession();
-    await s.connect(o.host, o.port);
+    await s.connect(o.host, o.port, o.localAddress);
     await s.login(o);
     return s;
   }
 
-  private connect(host: string, port: number): Promise<void> {
+  private connect(host: string, port: number, localAddress?: string): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.socket = net.connect({ host, port }, () => resolve());
+      this.socket = net.connect({ host, port, localAddress }, () => resolve());
       this.socket.setNoDelay(true);
       this.socket.once('error', reject);
       this.socket.on('data', (d: Buffer) => { for (const p of this.reader.push(d)) this.dispatch(p); });

@@ -52,3 +52,10 @@ export function run(cmd: string, args: string[], opts: { timeoutMs?: number; env
     }
   });
 }
+
+/** Whether qemu-io's output reports a failure. "Failed MODE_SENSE(6), LUN assumed writable" is not
+ *  one: qemu prints it when its open-time probe meets a unit attention (an ALUA state change, for
+ *  instance, which every nexus hears) and carries on with the LUN writable, as it is. */
+export function qemuIoFailed(out: string): boolean {
+  return /fail|error/i.test(out.replace(/^.*Failed MODE_SENSE\(6\), LUN assumed writable\s*$/gm, ''));
+}

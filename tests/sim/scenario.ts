@@ -3,14 +3,18 @@
 // world's recent trace.
 //   groups db@alpha vm@beta        (before anything else; default: db@alpha)
 //   mirror stall 3000 resync 2000  (before anything else: the mirror model's stallMs, resyncEveryMs)
+//   grace 4000                     (before anything else: the role machines' startGraceMs)
 //   tick 2000                      partition alpha-beta | alpha->beta     heal [a-b]
 //   delay witness->beta 2000       (every message on that link, or both ways with a-b, takes that long)
 //   crash alpha | restart witness  switchover db [-> REFUSAL]              force db at beta [-> REFUSAL]
+//   replace witness                (a new witness on an empty data folder)
 //   write db at alpha [-> acked|pending|refused] [as w1]                   expect beta has w1 | has-all-acked db
-//   expect beta [db] primary|secondary [epoch 2]   expect alpha [db] gate closed|mirrored|local
-//   expect alpha [db] alua active-optimized        expect witness [db] epoch 2 primary beta [up-to-date|outdated]
+//   expect beta [db] primary|secondary [epoch 2] [forced-without-witness|on-leases]
+//   expect alpha [db] gate closed|mirrored|local   expect alpha [db] alua active-optimized
+//   expect alpha [db] saved-divergent [N]          expect alpha [db] blocked REASON|none
+//   expect witness [db] epoch 2 primary beta [up-to-date|outdated] [forced-without-witness] [hold|no-hold]
 import { World, SITES, WITNESS, type NodeId, type SiteId } from './world.ts';
-import { worldOptions } from './simulate.ts';
+import { simTiming, worldOptions } from './simulate.ts';
 
 export class ScenarioFailure extends Error {
   override name = 'ScenarioFailure';
@@ -22,8 +26,10 @@ export function runScenario(script: string): World {
   const writes = new Map<string, { id: number; group: string }>();
   let groups: { name: string; preferredSite: SiteId }[] = [{ name: 'db', preferredSite: 'alpha' }];
   const mirror: { stallMs?: number; resyncEveryMs?: number } = {};
+  let startGraceMs: number | undefined;
   const mk = (): World => {
-    const w = new World(worldOptions(1, { groups, drift: 'none', delayMs: [1, 1], ...mirror }));
+    const timing = startGraceMs === undefined ? simTiming : { ...simTiming, startGraceMs };
+    const w = new World(worldOptions(1, { groups, drift: 'none', delayMs: [1, 1], timing, ...mirror }));
     w.start();
     return w;
   };
@@ -32,9 +38,12 @@ export function runScenario(script: string): World {
     if (!line) return;
     const words = line.split(/\s+/);
     try {
-      if (words[0] === 'groups' || words[0] === 'mirror') {
+      if (words[0] === 'groups' || words[0] === 'mirror' || words[0] === 'grace') {
         if (world) throw new Error(`${words[0]} must come first`);
-        if (words[0] === 'groups') {
+        if (words[0] === 'grace') {
+          startGraceMs = Number(words[1]);
+          if (!Number.isFinite(startGraceMs) || startGraceMs < 0) throw new Error(`grace ${words[1]}: a number of ms expected`);
+        } else if (words[0] === 'groups') {
           groups = words.slice(1).map((w) => {
             const [name, site] = w.split('@');
             return { name, preferredSite: site as SiteId };
@@ -118,6 +127,10 @@ function command(world: World, words: string[], writes: Map<string, { id: number
     case 'restart':
       world.restart(node(rest[0]));
       return;
+    case 'replace':
+      if (rest[0] !== WITNESS) throw new Error('only the witness can be replaced');
+      world.replaceWitness();
+      return;
     case 'switchover': {
       const g = rest[0];
       const at = SITES.find((s) => world.persistedRole(s, g)?.primary === s && world.isUp(s)) ?? 'alpha';
@@ -159,6 +172,9 @@ function expectation(world: World, words: string[], groups: string[], writes: Ma
       if (words[j] === 'primary') expectEq(`witness ${group} primary`, rec.primary, words[j + 1]);
       if (words[j] === 'up-to-date') expectEq(`witness ${group} secondary up-to-date`, rec.secondaryUpToDate, true);
       if (words[j] === 'outdated') expectEq(`witness ${group} secondary up-to-date`, rec.secondaryUpToDate, false);
+      if (words[j] === 'forced-without-witness') expectEq(`witness ${group} epoch forced without it`, rec.forcedWithoutWitness, true);
+      if (words[j] === 'hold') expectEq(`witness ${group} operator hold`, rec.operatorHold, true);
+      if (words[j] === 'no-hold') expectEq(`witness ${group} operator hold`, rec.operatorHold, false);
     }
     return;
   }
@@ -170,6 +186,20 @@ function expectation(world: World, words: string[], groups: string[], writes: Ma
       if (!p) throw new Error(`${s} has no role for ${group}`);
       expectEq(`${s} ${group} role`, p.primary === s ? 'primary' : 'secondary', what);
       if (arg[0] === 'epoch') expectEq(`${s} ${group} epoch`, p.epoch, Number(arg[1]));
+      if (arg.includes('forced-without-witness')) expectEq(`${s} ${group} forced without the witness`, p.forcedWithoutWitness, true);
+      if (arg.includes('on-leases')) expectEq(`${s} ${group} forced without the witness`, p.forcedWithoutWitness, false);
+      return;
+    }
+    case 'saved-divergent': {
+      const n = world.divergentSaves(s, group);
+      if (arg[0] === undefined) expectEq(`${s} ${group} saved its divergent writes aside`, n > 0, true);
+      else expectEq(`${s} ${group} times it saved divergent writes aside`, n, Number(arg[0]));
+      return;
+    }
+    case 'blocked': {
+      const r = world.role(s, group);
+      if (!r) throw new Error(`${s} is down`);
+      expectEq(`${s} ${group} blocked`, r.blocked ?? 'none', arg[0]);
       return;
     }
     case 'gate':

@@ -15,6 +15,8 @@ export const simTiming: RoleTiming = {
   witnessRetryMs: 200,
   switchoverDrainMaxMs: 2000,
   forceFailoverMaxMs: 3000,
+  witnessLeaseMs: 1000,
+  forceWitnessWaitMs: 400,
 };
 
 export function worldOptions(seed: number, over: Partial<WorldOptions> = {}): WorldOptions {
@@ -131,7 +133,30 @@ function chaos(world: World, r: () => number): void {
     const g = pick(r, groups).name;
     const site = pick(r, SITES);
     world.operator(site, g, 'force-failover');
+  } else if (x < 0.89) {
+    disaster(world, r);
   }
+}
+
+/**
+ * The admin's disaster: a group's primary and the witness are lost (crashed, or only cut off from
+ * the other site, so that the declaration is wrong), and the admin forces the group to the other
+ * site a little later. Whatever healed meanwhile heals as it comes.
+ */
+function disaster(world: World, r: () => number): void {
+  const g = pick(r, world.opts.groups).name;
+  const primary = SITES.find((s) => world.isUp(s) && world.persistedRole(s, g)?.primary === s);
+  if (!primary) return;
+  const other = primary === 'alpha' ? 'beta' : 'alpha';
+  world.note(`disaster: ${primary} and the witness lost for ${g}`);
+  if (r() < 0.6) world.crash(primary);
+  else world.partition(primary, other);
+  if (r() < 0.5) world.crash(WITNESS);
+  else world.partition(other, WITNESS);
+  for (const n of [primary, WITNESS] as NodeId[]) {
+    if (!world.isUp(n)) world.schedule(world.t + 1500 + r() * 3500, () => world.restart(n));
+  }
+  world.schedule(world.t + 100 + r() * 1400, () => { world.operator(other, g, 'force-failover'); });
 }
 
 /** Clients write to whichever site claims to be the group's primary (either, if both do). */

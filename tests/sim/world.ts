@@ -3,6 +3,14 @@
 // reordering and one-way partitions, drifting clocks, crashes that keep only persisted state, a
 // mirror model and client writes. Invariants are checked after every event; a breach throws
 // InvariantViolation with the recent trace.
+//
+// Forced failovers are the operator's: a forced failover made without the witness declares the old
+// primary lost, and the simulator lets the old primary go on serving its older epoch only where that
+// declaration was wrong in a way no site could have seen: its lease basis is a witness lease granted
+// after the forcing site declared the witness gone. Such a site is 'set aside': its writes are the
+// ones saved aside when it meets the newer epoch, accounted in the stats, not required to survive.
+// Everything else still breaks an invariant: two sites serving one group otherwise, a forced epoch
+// without an operator's order at that site, a lease the forcing site should have waited out.
 import { prng } from '../../common/prng.ts';
 import {
   arbiterStep,
@@ -14,6 +22,7 @@ import {
   type DurableRecord,
 } from '../../site-witness/arbiter.ts';
 import { groupKeyString, type GroupKey, type WitnessReply, type WitnessRequest } from '../../site-witness/arbiter-messages.ts';
+import { usableUntilMs } from '../../node-agent/role/lease.ts';
 import {
   accessState,
   isPrimary,
@@ -69,7 +78,8 @@ interface Link { up: boolean; delayMs: readonly [number, number]; loss: number }
 type Payload =
   | { readonly t: 'peer'; readonly m: PeerMessage }
   | { readonly t: 'wreq'; readonly r: WitnessRequest }
-  | { readonly t: 'wrep'; readonly r: WitnessReply }
+  /** grantT: real time the witness decided (for leases: when it granted). */
+  | { readonly t: 'wrep'; readonly r: WitnessReply; readonly grantT: number }
   | { readonly t: 'mirror'; readonly group: string; readonly epoch: number; readonly ids: readonly number[]; readonly full: boolean }
   | { readonly t: 'mack'; readonly group: string; readonly epoch: number; readonly ids: readonly number[]; readonly full: boolean };
 
@@ -93,6 +103,10 @@ interface GroupAtSite {
   /** the secondary has answered a full resync in this epoch */
   peerConfirmed: boolean;
   lastResyncT: number;
+  /** volatile: witness leases delivered, by the usable-until the role machine computes, with the real grant time */
+  leaseGrants: Map<number, number>;
+  /** durable: times this site saved its divergent writes aside */
+  divergentSaves: number;
 }
 
 interface SiteNode {
@@ -122,6 +136,14 @@ export interface WorldStats {
   switchovers: number;
   forcedLossWrites: number;
   divergentSaves: number;
+  /** forced failovers made by a site without the witness, on the operator's order */
+  forcedWithoutWitness: number;
+  /** ... whose epoch the witness adopted later */
+  forcedAdoptions: number;
+  /** times a site was set aside: it went on serving an epoch a forced failover had replaced */
+  setAside: number;
+  /** writes acknowledged by a set-aside site: saved aside when it meets the newer epoch */
+  setAsideWrites: number;
 }
 
 const TRACE_MAX = 400;
@@ -132,9 +154,12 @@ export class World {
   t = 0;
   readonly stats: WorldStats = {
     events: 0, writesAcked: 0, writesRefused: 0, writesFailed: 0, failovers: 0, forcedFailovers: 0,
-    switchovers: 0, forcedLossWrites: 0, divergentSaves: 0,
+    switchovers: 0, forcedLossWrites: 0, divergentSaves: 0, forcedWithoutWitness: 0, forcedAdoptions: 0,
+    setAside: 0, setAsideWrites: 0,
   };
+  /** Writes acknowledged that must survive (set-aside sites' writes are in setAsideAcks). */
   readonly acks: AckRecord[] = [];
+  readonly setAsideAcks: AckRecord[] = [];
   private readonly queue = new EventQueue<Ev>();
   private readonly sites: Record<SiteId, SiteNode>;
   private readonly witness: WitnessNode;
@@ -145,6 +170,11 @@ export class World {
   private readonly required = new Map<string, Map<number, number>>();
   private readonly maxAckEpoch = new Map<string, number>();
   private readonly forcedEpochs = new Set<string>();
+  /** per group: epochs made by a site without the witness, with the real time it declared the witness gone from */
+  private readonly witnessless = new Map<string, Map<number, { site: SiteId; quietSinceT: number }>>();
+  /** site/group -> real time of the operator's accepted force order (volatile, as the role machine's) */
+  private readonly forceOrders = new Map<string, number>();
+  private readonly setAsideNow = new Set<string>();
   private readonly openSite = new Map<string, SiteId | null>();
 
   constructor(opts: WorldOptions) {
@@ -157,6 +187,7 @@ export class World {
         this.sites[s].groups.set(g.name, {
           role: null, persisted: null, data: new Set(), unacked: new Map(), pending: new Map(),
           mirrorEpoch: 0, mirrorReported: null, peerConfirmed: false, lastResyncT: -Infinity,
+          leaseGrants: new Map(), divergentSaves: 0,
         });
       }
     }
@@ -165,6 +196,7 @@ export class World {
     for (const a of nodes) for (const b of nodes) if (a !== b) this.links.set(`${a}>${b}`, { up: true, delayMs: opts.delayMs, loss: 0 });
     for (const g of opts.groups) {
       this.required.set(g.name, new Map());
+      this.witnessless.set(g.name, new Map());
       this.maxAckEpoch.set(g.name, 0);
       this.openSite.set(g.name, null);
     }
@@ -253,8 +285,20 @@ export class World {
       g.mirrorReported = null;
       g.peerConfirmed = false;
       g.mirrorEpoch = 0;
+      g.leaseGrants = new Map();
     }
-    for (const g of this.opts.groups) if (this.openSite.get(g.name) === n) this.openSite.set(g.name, null);
+    for (const g of this.opts.groups) {
+      if (this.openSite.get(g.name) === n) this.openSite.set(g.name, null);
+      this.forceOrders.delete(`${n}/${g.name}`);
+    }
+  }
+
+  /** A new witness on an empty data folder in place of the old one (witness replacement). */
+  replaceWitness(): void {
+    this.crash(WITNESS);
+    this.note('replace the witness: a new one on an empty data folder');
+    this.witness.records.clear();
+    this.startWitness();
   }
 
   restart(n: NodeId): void {
@@ -267,7 +311,10 @@ export class World {
   operator(site: SiteId, group: string, command: OperatorCommand): RoleRefusal | 'SITE_DOWN' | null {
     if (!this.sites[site].up) return 'SITE_DOWN';
     this.note(`operator ${command} ${group} at ${site}`);
+    // A force ordered while one is pending keeps the first order's time, as the role machine does.
+    const fresh = command === 'force-failover' && !this.role(site, group)?.force;
     const step = this.stepRole(site, group, { type: 'operator', nowMs: this.localNow(site), command });
+    if (fresh && step === undefined) this.forceOrders.set(`${site}/${group}`, this.t);
     return step ?? null;
   }
 
@@ -319,6 +366,10 @@ export class World {
     return this.sites[site].groups.get(group)!.data.has(id);
   }
 
+  divergentSaves(site: SiteId, group: string): number {
+    return this.sites[site].groups.get(group)!.divergentSaves;
+  }
+
   witnessRecord(group: string): DurableRecord | undefined {
     return this.witness.records.get(groupKeyString(this.key(group)));
   }
@@ -360,6 +411,12 @@ export class World {
     return c.offsetMs + (this.t - c.bootT) * c.rate;
   }
 
+  /** The real time at which a site's clock (this boot) read localMs. */
+  private realT(site: SiteId, localMs: number): number {
+    const c = this.sites[site].clock;
+    return c.bootT + (localMs - c.offsetMs) / c.rate;
+  }
+
   private key(group: string): GroupKey {
     return { cluster: this.opts.cluster, group };
   }
@@ -385,6 +442,7 @@ export class World {
         this.stepRole(site, p.m.key.group, { type: 'peer-message', nowMs: this.localNow(site), message: p.m });
         return;
       case 'wrep':
+        this.noteLeaseGrant(site, p.r, p.grantT);
         this.stepRole(site, p.r.key.group, { type: 'witness-reply', nowMs: this.localNow(site), reply: p.r });
         return;
       case 'mirror':
@@ -435,8 +493,12 @@ export class World {
         else if (a.cause === 'forced-failover') this.stats.forcedFailovers++;
         else this.stats.switchovers++;
         return;
+      case 'epoch-adopted':
+        this.note(`witness: ${a.key.group} adopts epoch ${a.epoch} (primary ${a.primary}, from ${a.fromEpoch}) reported by ${a.reportedBy}`);
+        this.stats.forcedAdoptions++;
+        return;
       case 'reply':
-        this.send(WITNESS, a.reply.site as SiteId, { t: 'wrep', r: a.reply });
+        this.send(WITNESS, a.reply.site as SiteId, { t: 'wrep', r: a.reply, grantT: this.t });
         return;
     }
   }
@@ -487,10 +549,11 @@ export class World {
     for (const a of actions) {
       switch (a.type) {
         case 'persist':
-          this.persistRole(site, group, gs, a.persisted);
+          this.persistRole(site, group, gs, before, a.persisted);
           break;
         case 'save-divergent-writes':
           this.stats.divergentSaves++;
+          gs.divergentSaves++;
           this.note(`${site}: ${group} saves divergent writes aside (epoch ${a.epoch})`);
           break;
         case 'write-gate':
@@ -506,15 +569,44 @@ export class World {
           break;
       }
     }
-    void before;
   }
 
-  private persistRole(site: SiteId, group: string, gs: GroupAtSite, p: PersistedRole): void {
+  private persistRole(site: SiteId, group: string, gs: GroupAtSite, before: RoleState | null, p: PersistedRole): void {
     const old = gs.persisted;
     if (old && p.epoch < old.epoch) this.violation(`${site}: ${group} epoch went back ${old.epoch} -> ${p.epoch}`);
     gs.persisted = p;
-    if (!old || p.epoch !== old.epoch) this.note(`${site}: ${group} epoch ${p.epoch} primary ${p.primary}`);
+    if (!old || p.epoch !== old.epoch) this.note(`${site}: ${group} epoch ${p.epoch} primary ${p.primary}${p.forcedWithoutWitness ? ' (forced without the witness)' : ''}`);
+    if (old && p.epoch > old.epoch && p.forcedWithoutWitness) this.forcedWithoutWitness(site, group, before, p.epoch);
     if (old && p.epoch > old.epoch && p.primary === site) this.checkNoLoss(site, group, gs, p.epoch);
+  }
+
+  /**
+   * A site made an epoch without the witness: only on the operator's order at that site, and it
+   * must have declared the witness gone no earlier than the order (the witness's leases until then
+   * it must wait out; checkSetAside holds it to that).
+   */
+  private forcedWithoutWitness(site: SiteId, group: string, before: RoleState | null, epoch: number): void {
+    const order = this.forceOrders.get(`${site}/${group}`);
+    const t = this.opts.timing;
+    const orderValidMs = t.forceFailoverMaxMs / (1 - t.driftMax) + 2 * this.opts.tickMs;
+    if (order === undefined || this.t - order > orderValidMs || !before?.force) {
+      this.violation(`${site} made epoch ${epoch} of ${group} without the witness, with no operator's forced failover ordered there`);
+    }
+    this.forceOrders.delete(`${site}/${group}`);
+    const quietSinceT = this.realT(site, Math.max(before.force.sinceMs, before.witnessSeenMs ?? -Infinity));
+    if (quietSinceT < order - 1e-6) this.violation(`${site} forced ${group} counting the witness gone from before the order`);
+    this.witnessless.get(group)!.set(epoch, { site, quietSinceT });
+    this.forcedEpochs.add(`${group}@${epoch}`);
+    this.stats.forcedWithoutWitness++;
+    this.note(`${site}: ${group} forced to epoch ${epoch} without the witness (witness declared gone at ${quietSinceT.toFixed(1)})`);
+  }
+
+  /** A witness lease reaching a site: the role machine's usable-until, and when the witness granted it. */
+  private noteLeaseGrant(site: SiteId, r: WitnessReply, grantT: number): void {
+    if (!r.outcome.granted || r.outcome.leaseMs <= 0) return;
+    const gs = this.sites[site].groups.get(r.key.group)!;
+    gs.leaseGrants.set(usableUntilMs(r.sentAtMs, r.outcome.leaseMs, this.opts.timing), grantT);
+    if (gs.leaseGrants.size > 32) gs.leaseGrants.delete(gs.leaseGrants.keys().next().value!);
   }
 
   /**
@@ -642,6 +734,13 @@ export class World {
   }
 
   private acknowledge(site: SiteId, group: string, id: number, epoch: number): void {
+    if (this.checkSetAside(site, group)) {
+      // Its writes are the ones saved aside when it meets the newer epoch: not required to survive.
+      this.setAsideAcks.push({ id, group, site, epoch, t: this.t });
+      this.stats.setAsideWrites++;
+      this.stats.writesAcked++;
+      return;
+    }
     const maxEpoch = this.maxAckEpoch.get(group)!;
     if (epoch < maxEpoch) this.violation(`${site} acknowledged write ${id} of ${group} in epoch ${epoch} after a write in epoch ${maxEpoch}`);
     this.maxAckEpoch.set(group, epoch);
@@ -657,6 +756,7 @@ export class World {
       let open: SiteId | null = null;
       for (const s of SITES) {
         if (this.gate(s, g.name) === 'closed') continue;
+        if (this.checkSetAside(s, g.name)) continue;
         if (open) this.violation(`${open} and ${s} both may acknowledge writes for ${g.name}`);
         open = s;
       }
@@ -665,6 +765,46 @@ export class World {
       if (open && open !== was) this.checkServes(open, g.name);
       if (open !== was) this.openSite.set(g.name, open);
     }
+  }
+
+  /**
+   * May `site`, serving the group, be set aside: it serves an epoch a forced failover has replaced,
+   * where the operator's declaration that it was lost was wrong? That is: a newer epoch was made
+   * without the witness, and this site serves on a witness lease granted after the forcing site
+   * declared the witness gone (or on the operator's order itself); or it serves on the operator's
+   * order and a newer epoch was forced, at the witness or without it. Serving on anything the
+   * forcing site should have waited out breaks the invariant. Returns false when not set aside.
+   */
+  private checkSetAside(site: SiteId, group: string): boolean {
+    const r = this.role(site, group)!;
+    const epoch = r.persisted.epoch;
+    const key = `${site}/${group}`;
+    const newer = [...this.witnessless.get(group)!].filter(([e]) => e > epoch);
+    let aside = false;
+    if (newer.length > 0) {
+      aside = true;
+      if (!r.persisted.forcedWithoutWitness) {
+        const now = this.localNow(site);
+        const declaredT = Math.min(...newer.map(([, v]) => v.quietSinceT));
+        const forced = newer.map(([e, v]) => `epoch ${e} at ${v.site}`).join(', ');
+        if (r.witnessLeaseUntilMs > now) {
+          const grantT = this.sites[site].groups.get(group)!.leaseGrants.get(r.witnessLeaseUntilMs);
+          if (grantT === undefined || grantT < declaredT) {
+            this.violation(`${site} serves ${group} in epoch ${epoch} on a witness lease granted at ${grantT?.toFixed(1)}, before the forced failover (${forced}) declared the witness gone at ${declaredT.toFixed(1)}: it was not waited out`);
+          }
+        } else {
+          this.violation(`${site} serves ${group} in epoch ${epoch} on its peer's promise after a forced failover (${forced}): it was not waited out`);
+        }
+      }
+    } else if (r.persisted.forcedWithoutWitness) {
+      aside = [...this.forcedEpochs].some((k) => k.startsWith(`${group}@`) && Number(k.slice(group.length + 1)) > epoch);
+    }
+    if (aside && !this.setAsideNow.has(key)) {
+      this.setAsideNow.add(key);
+      this.stats.setAside++;
+      this.note(`${site}: ${group} set aside: serves epoch ${epoch}, replaced by a forced failover it has not heard of`);
+    } else if (!aside) this.setAsideNow.delete(key);
+    return aside;
   }
 
   /**
