@@ -88,7 +88,8 @@ test.serial('latency: 10 ms each way turns an adaptive group async within 2 s wi
   let writing = true;
   const writes = run('qemu-io', ['-f', 'raw', ...Array.from({ length: 400 }, (_, i) => ['-c', `write -P ${0x60 + (i % 64)} ${(i % 120) * 65536} 64k`]).flat(), url], { timeoutMs: 120_000 })
     .finally(() => { writing = false; });
-  while (writing) {
+  // Sampled for at least one RTT window after the switch, so the window holds slow samples only.
+  while (writing || Date.now() < asyncAt! + 2500) {
     seen.push(await mirror());
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -97,7 +98,12 @@ test.serial('latency: 10 ms each way turns an adaptive group async within 2 s wi
   t.true(seen.length > 0);
   t.true(seen.every((m) => m.mode === 'async'), 'left async while the link was slow');
   t.true(seen.some((m) => Number(m.lag_bytes) > 0 || m.lag_ms > 0), `no lag reported during writes: ${JSON.stringify(seen.map((m) => [m.lag_bytes, m.lag_ms]))}`);
-  t.true(seen.every((m) => m.rtt_ms >= 10), `RTT under the added delay: ${seen.map((m) => m.rtt_ms).join(', ')}`);
+  // The figure is the 90th percentile over a 2 s window, raised to the age of an unanswered
+  // heartbeat: right after the switch the window still holds mostly healthy samples, so the early
+  // figures sit between the limit and the added round trip; they reach it as slow samples fill it.
+  const rtts = seen.map((m) => m.rtt_ms);
+  t.true(rtts.every((ms) => ms > 5), `RTT at or under syncMaxRttMs while async: ${rtts.join(', ')}`);
+  t.true(Math.max(...rtts) >= 20, `RTT never showed the added 20 ms round trip: ${rtts.join(', ')}`);
   const shown = await groupStatus(c, 'db');
   t.is(shown.policy, 'adaptive');
   t.is(shown.ackMode, 'async');
@@ -115,7 +121,7 @@ test.serial('latency: 10 ms each way turns an adaptive group async within 2 s wi
   const syncAt = await modeChangedAt(c, 'sync', healedAtMs);
   t.truthy(syncAt);
   t.true(syncAt! - healedAtMs >= holdDownMs - 100, `back to sync ${syncAt! - healedAtMs} ms after healing, before the ${holdDownMs} ms hold-down`);
-  t.log(`async ${asyncAt! - slowFromMs} ms after the delay; sync again ${syncAt! - healedAtMs} ms after healing (hold-down ${holdDownMs} ms); round trip p90 ${ready.rtt_ms.toFixed(2)} ms at the start, ${healed.m.rtt_ms.toFixed(2)} ms healed`);
+  t.log(`async ${asyncAt! - slowFromMs} ms after the delay; sync again ${syncAt! - healedAtMs} ms after healing (hold-down ${holdDownMs} ms); round trip p90 ${ready.rtt_ms.toFixed(2)} ms at the start, ${healed.m.rtt_ms.toFixed(2)} ms healed, ${Math.min(...rtts).toFixed(1)}-${Math.max(...rtts).toFixed(1)} ms while async`);
 
   // Flapping: 10 ms for a second, none for a second, for 8 s. One switch to async, no way back.
   const before = healed.m.mode_switches;
