@@ -156,3 +156,35 @@ test('an inline write that stalls turns inline writes off for the back-off time'
   t.deepEqual(dev.inlineStats, { writes: 1, stalls: 1 });
   t.deepEqual(await dev.read(0, 8192), Buffer.concat([Buffer.alloc(4096, 3), Buffer.alloc(4096, 4)]));
 });
+
+test('small reads run inline and return what the pool returns; large ones go through the pool; a stall turns them off', async (t) => {
+  const path = join(await tempDir(t), 'vol');
+  const dev = await openFileBlockDevice({ path, sizeBytes: 8 * MiB });
+  t.teardown(() => dev.close());
+  const data = Buffer.alloc(65536);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 7 + 3) & 0xff;
+  await dev.write(4096 * 3, data);
+  // Inline: an unaligned small read, a pooled one, and a hole (zeros).
+  t.deepEqual(await dev.read(4096 * 3 + 100, 1000), data.subarray(100, 1100));
+  const pooled = await dev.readPooled(4096 * 3, 65536);
+  t.deepEqual(Buffer.from(pooled.data), data);
+  pooled.release();
+  t.deepEqual(await dev.read(4 * MiB, 4096), Buffer.alloc(4096));
+  t.is(dev.inlineReadStats.reads, 3);
+  // Above the size limit: the pool.
+  t.deepEqual((await dev.read(0, 2 * 65536)).subarray(4096 * 3, 4096 * 3 + 65536), data);
+  t.is(dev.inlineReadStats.reads, 3);
+  await dev.close();
+
+  // Every inline read counts as a stall (it took longer than -1 ms): the next ones use the pool.
+  const slow = await openFileBlockDevice({ path, sizeBytes: 8 * MiB, inlineReads: { bytesMax: 65536, stallMs: -1, backoffMs: 60_000 } });
+  t.teardown(() => slow.close());
+  t.deepEqual(await slow.read(4096 * 3, 4096), data.subarray(0, 4096));
+  t.deepEqual(await slow.read(4096 * 4, 4096), data.subarray(4096, 8192));
+  t.deepEqual(slow.inlineReadStats, { reads: 1, stalls: 1 });
+  // Off: the same answers, through the pool.
+  const never = await openFileBlockDevice({ path, sizeBytes: 8 * MiB, inlineReads: false });
+  t.deepEqual(await never.read(4096 * 3, 4096), data.subarray(0, 4096));
+  t.is(never.inlineReadStats.reads, 0);
+  await never.close();
+});

@@ -3,8 +3,9 @@
 // libuv thread pool so commands run concurrently, fdatasync for flush() and for FUA writes;
 // deallocate() punches holes (hole-punch.ts) for large aligned ranges and writes zeros for the rest.
 // An AllocationMap records the granules written since open, so mappedBytesFrom() answers without I/O.
-// Small whole-page writes without FUA are tried on the calling thread first (InlineWrites): the same
-// pwrite(2), the same completion semantics, without a thread-pool round trip per command.
+// Small whole-page writes without FUA, and small reads, are tried on the calling thread first (inline
+// I/O): the same pwrite(2)/pread(2), the same completion semantics, without a thread-pool round trip
+// per command.
 // READ and WRITE call fs.read/fs.write (fs.writev for Data-Out in pieces) on the descriptor: one promise per call and none of the
 // FileHandle promise machinery, which costs more than a 4 KiB copy into the page cache.
 import { open, type FileHandle } from 'node:fs/promises';
@@ -24,7 +25,9 @@ export interface FileBlockDeviceOptions {
   /** Logical block size; 512 unless given. */
   blockSizeBytes?: number;
   /** Small writes on the calling thread first; inlineWriteDefaults unless given, false for never. */
-  inlineWrites?: InlineWritePolicy | false;
+  inlineWrites?: InlineIoPolicy | false;
+  /** Small reads on the calling thread first; inlineReadDefaults unless given, false for never. */
+  inlineReads?: InlineIoPolicy | false;
   /** A larger file is cut to sizeBytes (a shrink the admin forced) instead of refused. */
   shrink?: boolean;
 }
@@ -53,7 +56,7 @@ export async function openFileBlockDevice(opts: FileBlockDeviceOptions): Promise
     await handle.close();
     throw err;
   }
-  return new FileBlockDevice(handle, opts.sizeBytes, blockSizeBytes, opts.path, opts.inlineWrites ?? inlineWriteDefaults);
+  return new FileBlockDevice(handle, opts.sizeBytes, blockSizeBytes, opts.path, opts.inlineWrites ?? inlineWriteDefaults, opts.inlineReads ?? inlineReadDefaults);
 }
 
 /** Ranges shorter than this are written with zeros: cheaper than spawning a process. */
@@ -66,19 +69,22 @@ const zeros = Buffer.alloc(zeroChunkBytes);
 const mapGranuleBytes = 4096;
 
 /**
- * When a write runs on the event loop's thread instead of the pool. A whole-page pwrite(2) into the
- * page cache takes microseconds, a pool round trip (queue, wake a thread, signal the loop back)
- * costs several times that in CPU on every command. Only writes of whole pages qualify (a partial
- * page may first have to be read from disk) and never FUA (fdatasync waits for the disk). The page
- * cache can still make a write wait (dirty-page throttling): one that took longer than
- * inlineStallMs turns inline writes off for inlineBackoffMs, so the loop stalls rarely and briefly.
+ * When I/O runs on the event loop's thread instead of the pool. A whole-page pwrite(2) into the
+ * page cache, or a pread(2) the page cache (or a hole) answers, takes microseconds; a pool round
+ * trip (queue, wake a thread, signal the loop back) costs several times that in CPU on every
+ * command, and on a busy machine the woken thread takes the loop's core first. Only writes of whole
+ * pages qualify (a partial page may first have to be read from disk) and never FUA (fdatasync waits
+ * for the disk). The disk can still make a call wait (dirty-page throttling, a read the cache does
+ * not hold): one that took longer than stallMs turns that kind of inline I/O off for backoffMs, so
+ * the loop stalls rarely and briefly.
  */
-export interface InlineWritePolicy {
+export interface InlineIoPolicy {
   readonly bytesMax: number;
   readonly stallMs: number;
   readonly backoffMs: number;
 }
-export const inlineWriteDefaults: InlineWritePolicy = { bytesMax: 64 * 1024, stallMs: 2, backoffMs: 1000 };
+export const inlineWriteDefaults: InlineIoPolicy = { bytesMax: 64 * 1024, stallMs: 2, backoffMs: 1000 };
+export const inlineReadDefaults: InlineIoPolicy = { bytesMax: 64 * 1024, stallMs: 2, backoffMs: 1000 };
 const pageBytes = 4096;
 
 export class FileBlockDevice implements BlockDevice {
@@ -88,13 +94,18 @@ export class FileBlockDevice implements BlockDevice {
   private inlineOffUntilMs = 0;
   /** Writes done inline and writes that stalled, for tests and logs. */
   readonly inlineStats = { writes: 0, stalls: 0 };
+  /** Inline reads are off until this time after one that stalled. */
+  private inlineReadsOffUntilMs = 0;
+  /** Reads done inline and reads that stalled, for tests and logs. */
+  readonly inlineReadStats = { reads: 0, stalls: 0 };
 
   constructor(
     private readonly handle: FileHandle,
     public sizeBytes: number,
     readonly blockSizeBytes: number,
     private readonly path: string,
-    private readonly inline: InlineWritePolicy | false = inlineWriteDefaults,
+    private readonly inline: InlineIoPolicy | false = inlineWriteDefaults,
+    private readonly inlineRead: InlineIoPolicy | false = inlineReadDefaults,
   ) {
     this.allocation = new AllocationMap(sizeBytes, mapGranuleBytes);
   }
@@ -102,6 +113,7 @@ export class FileBlockDevice implements BlockDevice {
   async read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
     this.checkRange(offsetBytes, lengthBytes);
     const buf = Buffer.allocUnsafe(lengthBytes);
+    if (this.inlineReadAllowed(lengthBytes)) return this.readInline(buf, offsetBytes);
     return new Promise((resolve, reject) => readFully(this.handle.fd, buf, 0, offsetBytes, resolve, reject));
   }
 
@@ -109,7 +121,8 @@ export class FileBlockDevice implements BlockDevice {
     this.checkRange(offsetBytes, lengthBytes);
     const p = readBufferPool.acquire(lengthBytes);
     try {
-      await new Promise<Buffer>((resolve, reject) => readFully(this.handle.fd, p.data, 0, offsetBytes, resolve, reject));
+      if (this.inlineReadAllowed(lengthBytes)) this.readInline(p.data, offsetBytes);
+      else await new Promise<Buffer>((resolve, reject) => readFully(this.handle.fd, p.data, 0, offsetBytes, resolve, reject));
     } catch (err) {
       p.release();
       throw err;
@@ -149,6 +162,32 @@ export class FileBlockDevice implements BlockDevice {
   private inlineAllowed(offsetBytes: number, lengthBytes: number): boolean {
     const p = this.inline;
     return p !== false && lengthBytes <= p.bytesMax && offsetBytes % pageBytes === 0 && lengthBytes % pageBytes === 0 && performance.now() >= this.inlineOffUntilMs;
+  }
+
+  private inlineReadAllowed(lengthBytes: number): boolean {
+    const p = this.inlineRead;
+    return p !== false && lengthBytes <= p.bytesMax && performance.now() >= this.inlineReadsOffUntilMs;
+  }
+
+  /** pread(2) on this thread until buf is full (zeros past the end of a shorter file); a failure throws. */
+  private readInline(buf: Buffer, offsetBytes: number): Buffer {
+    const startMs = performance.now();
+    let done = 0;
+    while (done < buf.length) {
+      const n = fs.readSync(this.handle.fd, buf, done, buf.length - done, offsetBytes + done);
+      if (n === 0) {
+        buf.fill(0, done);
+        break;
+      }
+      done += n;
+    }
+    const tookMs = performance.now() - startMs;
+    this.inlineReadStats.reads++;
+    if (this.inlineRead !== false && tookMs > this.inlineRead.stallMs) {
+      this.inlineReadStats.stalls++;
+      this.inlineReadsOffUntilMs = startMs + tookMs + this.inlineRead.backoffMs;
+    }
+    return buf;
   }
 
   /** pwrite(2) on this thread; a failure throws (the caller's promise rejects, as from the pool). */
