@@ -1,7 +1,7 @@
 // The primary's side of one group's mirror (DESIGN.md "Data path", "Acknowledgement policy"): the only
 // owner of the group's timers and stream. It serves MetroMirror.Attach for the group, feeds the window
-// from MirroredBlockDevices, batches to the stream honouring write(), releases completions on acks,
-// feeds heartbeat RTT and lag into the ack policy, and records the secondary outdated before any write
+// from the group's RoleGatedDevices (node-agent/role/group-data-path.ts), batches to the stream
+// honouring write(), releases completions on acks, feeds heartbeat RTT and lag into the ack policy, and records the secondary outdated before any write
 // it may miss completes. When the attached secondary lacks what the stream cannot deliver, a
 // ResyncDriver sends it in the background; the secondary is up-to-date only once that completes.
 import type * as grpc from '@grpc/grpc-js';
@@ -160,7 +160,7 @@ export class MirrorSession {
     return this.ctx.now ? this.ctx.now() : performance.now();
   }
 
-  // ------------------------------------------------------------ the write path (MirroredBlockDevice)
+  // ------------------------------------------------------------ the write path (RoleGatedDevice)
 
   /** Local write and mirror entry in the same turn; resolves per the ack policy. */
   async write(volume: number, device: BlockDevice, offsetBytes: number, data: Buffer, fua: boolean): Promise<void> {

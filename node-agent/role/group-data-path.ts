@@ -140,7 +140,7 @@ export class GroupDataPath {
     throw new AccessUnavailable(this.name, rt.view(this.name)?.access === 'transitioning');
   }
 
-  /** Grows the file before the mirror's structures, shrinks them first (as MirroredBlockDevice). */
+  /** Grows the file before the mirror's structures, shrinks them first (writes past the old end come after both). */
   async resize(index: number, local: BlockDevice, sizeBytes: number): Promise<void> {
     if (!local.resize) throw new Error('the volume cannot be resized');
     const m = this.mode;
@@ -419,6 +419,16 @@ export class RoleGatedDevice implements BlockDevice {
     return this.gated((t) => t.session
       ? t.session.write(this.index, t.device, offsetBytes, data, opts?.fua ?? false)
       : t.device.write(offsetBytes, data, opts));
+  }
+
+  /** Data-Out as received, in pieces: stored through pwritev(2) without a joined copy where nothing
+   *  mirrors; a mirror entry carries one buffer, so a mirrored write joins them once. */
+  writev(offsetBytes: number, parts: readonly Buffer[], opts?: { fua?: boolean }): Promise<void> {
+    return this.gated((t) => {
+      if (!t.session && t.device.writev) return t.device.writev(offsetBytes, parts, opts);
+      const data = parts.length === 1 ? parts[0] : Buffer.concat(parts);
+      return t.session ? t.session.write(this.index, t.device, offsetBytes, data, opts?.fua ?? false) : t.device.write(offsetBytes, data, opts);
+    });
   }
 
   flush(): Promise<void> {
