@@ -54,13 +54,20 @@ function otherSite(t: Topology, site: string): string {
 /** Waits until the new primary's gate is open for the group (it acknowledges writes again). */
 async function servingAgain(t: Topology, site: string, group: string, timeoutMs: number): Promise<boolean> {
   const until = performance.now() + timeoutMs;
-  while (performance.now() < until) {
-    const r = await agentCall<{ groups: GroupView[] }>(t, site, 'Status', {}, 2000);
-    const a = r.ok ? r.value.groups.find((g) => g.name === group)?.arbitration : undefined;
-    if (a && a.primary === site && a.gate !== 'closed') return true;
-    await new Promise((res) => setTimeout(res, 20));
+  // One channel for the whole wait: polled every 20 ms, a dial per poll would sit inside the pause.
+  const s = t.sites.find((x) => x.name === site)!;
+  const client = dial('agent.proto', 'MetroAgent', s.agent.address, s.agent.port);
+  try {
+    while (performance.now() < until) {
+      const r = await call<{ groups: GroupView[] }>(client, 'Status', {}, 2000);
+      const a = r.ok ? r.value.groups.find((g) => g.name === group)?.arbitration : undefined;
+      if (a && a.primary === site && a.gate !== 'closed') return true;
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    return false;
+  } finally {
+    client.close();
   }
-  return false;
 }
 
 async function switchover(t: Topology, group: string, to: string | undefined, verb: string): Promise<void> {

@@ -5,10 +5,10 @@
 import path from 'node:path';
 import fs from 'node:fs/promises';
 import type { Command } from 'commander';
-import { formatIssue, loadTopology, parseTopology, type Topology } from '../common/topology/index.ts';
+import { formatIssue, parseTopology, type Topology } from '../common/topology/index.ts';
 import { diffTopology, type TopologyPlan } from '../common/topology/topology-diff.ts';
 import { dial, call } from '../common/grpc-client.ts';
-import { EXIT_FAILED, EXIT_USAGE } from '../common/daemon.ts';
+import { EXIT_FAILED, EXIT_USAGE, loadTopologyOrExit } from '../common/daemon.ts';
 
 interface TopologyState { cluster: string; version: string; text: string; file: string; applied_at: string; pending_phase: string }
 interface Daemon { name: string; proto: string; service: string; address: string; port: number }
@@ -65,15 +65,9 @@ Examples:
     });
 }
 
-async function loadOrReport(file: string): Promise<{ topology: Topology; text: string } | undefined> {
-  const result = await loadTopology(file);
-  for (const w of result.warnings) process.stderr.write(`${formatIssue(w)}\n`);
-  if (!result.ok) {
-    for (const e of result.errors) process.stderr.write(`${formatIssue(e)}\n`);
-    process.stderr.write(`${file}: invalid: ${result.errors.length} error(s)\n`);
-    return undefined;
-  }
-  return { topology: result.topology, text: await fs.readFile(file, 'utf8') };
+/** The file as the command's preAction hook loaded and checked it (once per process), and its text. */
+async function loadWithText(file: string): Promise<{ topology: Topology; text: string }> {
+  return { topology: await loadTopologyOrExit(file), text: await fs.readFile(file, 'utf8') };
 }
 
 function daemonsOf(t: Topology): Daemon[] {
@@ -137,7 +131,7 @@ function versionsLine(running: Running[]): string {
 
 function printPlan(p: TopologyPlan): void {
   for (const c of p.changes) {
-    const mark = c.destructive ? '! DESTRUCTIVE' : c.change.kind === 'setting-changed' ? '~' : c.change.kind.endsWith('added') || c.change.kind === 'volume-grown' ? '+' : '~';
+    const mark = c.destructive ? '! DESTRUCTIVE' : c.change.kind.endsWith('added') || c.change.kind === 'volume-grown' ? '+' : '~';
     process.stdout.write(`  ${mark} ${c.sentence}\n`);
   }
   for (const r of p.refusals) process.stdout.write(`  x not applicable online: ${r}\n`);
@@ -145,8 +139,7 @@ function printPlan(p: TopologyPlan): void {
 
 /** The file read and checked, the running daemons' topology fetched, and the change between them; an exit code when any step fails (it has said why). */
 async function planAgainstRunning(file: string) {
-  const loaded = await loadOrReport(file);
-  if (!loaded) return EXIT_USAGE;
+  const loaded = await loadWithText(file);
   const running = await fetchRunning(loaded.topology);
   if (!running) return EXIT_FAILED;
   const top = newest(running);
