@@ -10,16 +10,12 @@ import { dial, call } from '../common/grpc-client.ts';
 import { reportMarkdown, type DrillReport } from '../common/drills/report.ts';
 import type { Topology } from '../common/topology/index.ts';
 import { createProgress } from './progress.ts';
+import type { DrillListWire } from './status-types.ts';
+import { jsonOutput } from './arguments.ts';
 
 const out = (s: string): void => { process.stdout.write(s.endsWith('\n') ? s : s + '\n'); };
 const witnessOf = (t: Topology): grpc.Client => dial('drills.proto', 'MetroDrills', t.witness.address, t.witness.port);
 export const drillRunDeadlineMs = 15 * 60_000;
-
-function checkOutput(o: string): void {
-  if (o !== 'text' && o !== 'json') throw new DaemonError(`-o ${o}: expected text or json`, EXIT_USAGE);
-}
-
-interface DrillListWire { running_id: string; drills: Array<{ name: string; group: string; schedule: string; failback: boolean; next_run: string; last_run_id: string; last_outcome: string; last_started_at: string; running: boolean }> }
 
 export function registerDrillCommands(program: Command): void {
   const drill = program.command('drill').description('scheduled, measured switchover drills run by the witness')
@@ -45,7 +41,7 @@ Examples:
   metroctl drill run weekly-db -f cluster.yaml -o json > report.json
 `)
     .action(async (name: string, o: { file: string; output: string }) => {
-      checkOutput(o.output);
+      jsonOutput(o.output);
       const t = await loadTopologyOrExit(o.file);
       const d = t.drills.find((x) => x.name === name);
       if (!d) throw new DaemonError(`no drill "${name}" in ${o.file} (its drills: ${t.drills.map((x) => x.name).join(', ') || 'none'})`, EXIT_USAGE);
@@ -76,7 +72,7 @@ Examples:
     .option('-o, --output <format>', 'text or json', 'text')
     .addHelpText('after', '\nExamples:\n  metroctl drill list -f cluster.yaml\n  metroctl drill list -f cluster.yaml -o json\n')
     .action(async (o: { file: string; output: string }) => {
-      checkOutput(o.output);
+      jsonOutput(o.output);
       const t = await loadTopologyOrExit(o.file);
       const client = witnessOf(t);
       const r = await call<DrillListWire>(client, 'ListDrills', {}).finally(() => client.close());
@@ -102,7 +98,7 @@ Examples:
     .option('--limit <n>', 'how many reports (newest first)', '1')
     .addHelpText('after', '\nExamples:\n  metroctl drill report -f cluster.yaml\n  metroctl drill report -f cluster.yaml --drill weekly-db --limit 10 -o json\n  metroctl drill report weekly-db-20261129T030000-1a2b -f cluster.yaml\n')
     .action(async (id: string | undefined, o: { file: string; output: string; drill?: string; limit: string }) => {
-      checkOutput(o.output);
+      jsonOutput(o.output);
       const limit = Number(o.limit);
       if (!Number.isSafeInteger(limit) || limit < 1) throw new DaemonError(`--limit ${o.limit}: expected a positive integer`, EXIT_USAGE);
       const t = await loadTopologyOrExit(o.file);

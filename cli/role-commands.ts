@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import type { Topology } from '../common/topology/index.ts';
 import { loadTopologyOrExit, DaemonError, EXIT_FAILED, EXIT_USAGE } from '../common/daemon.ts';
 import { dial, call } from '../common/grpc-client.ts';
+import { groupOrExit } from './arguments.ts';
 
 interface Arbitration { primary: string; epoch: string; gate: string; secondary: string; peer_alive: boolean; witness_reachable: boolean }
 interface GroupView { name: string; arbitration?: Arbitration }
@@ -37,10 +38,6 @@ async function views(t: Topology): Promise<Map<string, { primary: string; epoch:
     }
   });
   return out;
-}
-
-function checkGroup(t: Topology, group: string): void {
-  if (!t.groups.some((g) => g.name === group)) throw new DaemonError(`no group "${group}" in ${t.file}: its groups are ${t.groups.map((g) => g.name).join(', ')}`, EXIT_USAGE);
 }
 
 function checkSite(t: Topology, site: string, flag: string): void {
@@ -124,7 +121,7 @@ function planMoves(t: Topology, all: Awaited<ReturnType<typeof views>>, opts: { 
 async function failover(t: Topology, opts: { group?: string; site?: string; force?: boolean; yes?: boolean }): Promise<void> {
   if (!!opts.group === !!opts.site) throw new DaemonError('failover needs exactly one of --group G or --site S', EXIT_USAGE);
   if (opts.yes && !opts.force) throw new DaemonError('--yes only confirms --force', EXIT_USAGE);
-  if (opts.group) checkGroup(t, opts.group);
+  if (opts.group) groupOrExit(t, opts.group);
   if (opts.site) checkSite(t, opts.site, '--site');
   const moves = planMoves(t, await views(t), opts);
   if (moves.length === 0) {
@@ -175,7 +172,7 @@ export function registerRoleCommands(program: Command): void {
     .addHelpText('after', '\nPlanned move, zero data loss: the primary drains, the secondary confirms every write, the roles\nswap in a new epoch. Refused (exit 1, with the reason) when the secondary is not up-to-date within the drain bound.\n\nExamples:\n  metroctl switchover --group db -f cluster.yaml\n  metroctl switchover --group db --to beta -f cluster.yaml\n')
     .action(async (o: { file: string; group: string; to?: string }) => {
       const t = await loadTopologyOrExit(o.file);
-      checkGroup(t, o.group);
+      groupOrExit(t, o.group);
       if (o.to) checkSite(t, o.to, '--to');
       await switchover(t, o.group, o.to, 'switchover');
     });
@@ -200,8 +197,7 @@ export function registerRoleCommands(program: Command): void {
     .addHelpText('after', '\nExamples:\n  metroctl failback --group db -f cluster.yaml\n')
     .action(async (o: { file: string; group: string }) => {
       const t = await loadTopologyOrExit(o.file);
-      checkGroup(t, o.group);
-      const preferred = t.groups.find((g) => g.name === o.group)!.preferredSite;
+      const preferred = groupOrExit(t, o.group).preferredSite;
       const v = (await views(t)).get(o.group);
       if (!v) throw new DaemonError(`failback of ${o.group}: no agent answered; is the cluster running?`, EXIT_FAILED);
       if (v.primary === preferred) {

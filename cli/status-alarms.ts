@@ -3,7 +3,7 @@
 // Pure: the status facts in, the alarms out, critical first; time comes in as a value (nowMs).
 // Codes are a stable contract for scripts (docs/status-json.md); the sentences are for people.
 import { Cron } from 'croner';
-import type { Alarm, AlarmCode, AlarmSeverity, GroupMirrorReport, SiteReport, StatusFacts } from './status-types.ts';
+import type { AgentGroup, Alarm, AlarmCode, AlarmSeverity, GroupMirrorReport, SiteReport, StatusFacts } from './status-types.ts';
 
 /** The witness starts a due drill at once; this much later, a drill that has not started is overdue. */
 export const drillStartGraceMs = 2 * 60_000;
@@ -54,6 +54,21 @@ export function protectionSummary(f: StatusFacts, alarms: readonly Alarm[]): { p
   };
 }
 
+/** The groups whose arbitration at this site reports the witness unreachable. */
+export function blindGroups(groups: readonly AgentGroup[]): string[] {
+  return groups.filter((g) => g.arbitration && !g.arbitration.witness_reachable).map((g) => g.name);
+}
+
+/** Percent of a resync done (100 for an empty one), rounded down. */
+export function resyncPct(r: NonNullable<GroupMirrorReport['resync']>): number {
+  return r.bytesTotal === 0 ? 100 : Math.floor((r.bytesDone * 100) / r.bytesTotal);
+}
+
+/** ' (reason, since T)' of an outdated secondary, or '' when no reason is known. */
+export function outdatedWhy(g: GroupMirrorReport): string {
+  return g.outdated?.reason ? ` (${g.outdated.reason}${g.outdated.since ? `, since ${g.outdated.since}` : ''})` : '';
+}
+
 function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
@@ -63,7 +78,7 @@ const alarm = (severity: AlarmSeverity, code: AlarmCode, where: { site?: string;
 
 function witnessAlarms(f: StatusFacts): Alarm[] {
   const blindBySite = f.sites.map((s) => ({
-    site: s.name, blind: s.groups.filter((g) => g.arbitration && !g.arbitration.witness_reachable).map((g) => g.name),
+    site: s.name, blind: blindGroups(s.groups),
     seeing: s.groups.some((g) => g.arbitration?.witness_reachable),
   }));
   if (!f.witness.up) {
@@ -109,12 +124,12 @@ function protectionAlarms(g: GroupMirrorReport): Alarm[] {
   }
   const r = g.resync;
   if (r && !r.done) {
-    const pct = r.bytesTotal === 0 ? 100 : Math.floor((r.bytesDone * 100) / r.bytesTotal);
+    const pct = resyncPct(r);
     const eta = r.etaMs === null ? '' : `, about ${Math.ceil(r.etaMs / 1000)} s left`;
     return [alarm('critical', 'RESYNC_RUNNING', where, `group ${g.name} is not protected until its ${r.kind} resync to ${g.secondary} completes (${pct}%${eta})`)];
   }
   if (g.upToDate === false) {
-    const why = g.outdated?.reason ? ` (${g.outdated.reason}${g.outdated.since ? `, since ${g.outdated.since}` : ''})` : '';
+    const why = outdatedWhy(g);
     const state = `the secondary ${g.secondary} of group ${g.name} is ${g.secondaryState ?? 'outdated'}${why}`;
     // The witness still fails over to a secondary whose lag is within maxDataLossMs (DESIGN.md "Arbitration").
     if (g.maxDataLossMs > 0 && g.lagMs !== null && g.lagMs <= g.maxDataLossMs) {

@@ -9,6 +9,7 @@ import type { Topology } from '../common/topology/index.ts';
 import { buildStatusReport } from './status-report.ts';
 import type { AgentStatus, DrillListWire, Gathered, Health, StatusReport } from './status-types.ts';
 import { renderStatusText } from './status-render.ts';
+import { jsonOutput } from './arguments.ts';
 
 export type { GroupMirrorReport, StatusReport } from './status-types.ts';
 
@@ -39,10 +40,9 @@ export function registerStatusCommand(program: Command): void {
     .option('-w, --watch [seconds]', `refresh every N seconds (default ${watchIntervalSDefault}) until Ctrl-C`)
     .addHelpText('after', examples)
     .action(async (opts: { file: string; output: string; watch?: string | boolean }) => {
-      if (opts.output !== 'text' && opts.output !== 'json') throw new DaemonError(`-o ${opts.output}: expected text or json`, EXIT_USAGE);
+      const json = jsonOutput(opts.output);
       const intervalS = watchInterval(opts.watch);
       const t = await loadTopologyOrExit(opts.file);
-      const json = opts.output === 'json';
       if (intervalS === undefined) {
         const r = await collect(t);
         process.stdout.write(json ? JSON.stringify(r, null, 2) + '\n' : renderStatusText(r, { color: colorWanted() }));

@@ -4,6 +4,7 @@
 // lease). Pure: a report in, a string out; colours only when the caller says the reader is a person.
 import Table from 'cli-table3';
 import type { Alarm, DrillSummary, GroupMirrorReport, SiteReport, StatusReport } from './status-types.ts';
+import { outdatedWhy, resyncPct } from './status-alarms.ts';
 
 export interface RenderOptions {
   /** ANSI colours (a terminal, NO_COLOR unset); never for pipes, files or JSON. */
@@ -124,8 +125,7 @@ function fmtLag(g: GroupMirrorReport, p: Paint): string {
 function fmtUpToDate(g: GroupMirrorReport, p: Paint): string {
   if (g.upToDate === null) return '';
   if (g.upToDate) return p.green('yes');
-  const why = g.outdated?.reason ? ` (${g.outdated.reason}${g.outdated.since ? `, since ${g.outdated.since}` : ''})` : '';
-  return p.red(`NO: ${g.secondaryState ?? 'unknown'}${why}`);
+  return p.red(`NO: ${g.secondaryState ?? 'unknown'}${outdatedWhy(g)}`);
 }
 
 function fmtDrill(d: DrillSummary, p: Paint): string {
@@ -154,10 +154,9 @@ function fmtMs(ms: number): string {
 function fmtResync(g: GroupMirrorReport): string {
   const r = g.resync;
   if (!r) return '';
-  const pct = r.bytesTotal === 0 ? 100 : Math.floor((r.bytesDone * 100) / r.bytesTotal);
   if (r.done) return `${r.kind} done: ${fmtBytes(r.bytesSent)} sent, ${fmtBytes(r.bytesMatched)} matched`;
   const eta = r.etaMs === null ? '' : `, ETA ${Math.ceil(r.etaMs / 1000)} s`;
-  return `${r.kind} ${pct}%: ${fmtBytes(r.bytesDone)}/${fmtBytes(r.bytesTotal)} at ${fmtBytes(r.rateBytesPerSec)}/s${eta}`;
+  return `${r.kind} ${resyncPct(r)}%: ${fmtBytes(r.bytesDone)}/${fmtBytes(r.bytesTotal)} at ${fmtBytes(r.rateBytesPerSec)}/s${eta}`;
 }
 
 function fmtUptime(ms: number | undefined): string {

@@ -4,7 +4,7 @@
 // report out; gathering them is status-command.ts's job. Fields are only ever added, never renamed.
 import type { Topology } from '../common/topology/index.ts';
 import type { CallResult } from '../common/grpc-client.ts';
-import { computeAlarms, drillOverdue, protectionSummary } from './status-alarms.ts';
+import { blindGroups, computeAlarms, drillOverdue, protectionSummary } from './status-alarms.ts';
 import type {
   AgentGroup, AgentStatus, DaemonReport, DrillListWire, DrillSummary, Gathered, GroupMirrorReport, Health, SiteReport, StatusFacts, StatusReport,
 } from './status-types.ts';
@@ -61,7 +61,7 @@ function siteReport(s: Topology['sites'][number], g: Gathered['sites'][number]):
  */
 function automaticFailover(witnessUp: boolean, sites: Array<{ groups: AgentGroup[] }>): { available: boolean; reason?: string } {
   if (!witnessUp) return { available: false, reason: 'the witness is unreachable from metroctl' };
-  const blind = sites.flatMap((s) => s.groups.filter((g) => g.arbitration && !g.arbitration.witness_reachable).map((g) => g.name));
+  const blind = sites.flatMap((s) => blindGroups(s.groups));
   if (blind.length > 0) return { available: false, reason: `the witness is unreachable from a site for group(s) ${[...new Set(blind)].join(', ')}` };
   return { available: true };
 }

@@ -7,13 +7,15 @@ import type { Command } from 'commander';
 import { loadTopologyOrExit, DaemonError, EXIT_FAILED, EXIT_USAGE } from '../common/daemon.ts';
 import { dial, call } from '../common/grpc-client.ts';
 import { createProgress } from './progress.ts';
+import { groupOrExit, jsonOutput } from './arguments.ts';
+import { primaryOf, readCluster } from '../common/ops/cluster-ops.ts';
+import type { Topology } from '../common/topology/index.ts';
 
 interface Mismatch { volume: string; lun: number; region: string; offset_bytes: string; length_bytes: string }
 interface Progress {
   done: boolean; bytes_total: string; bytes_checked: string; rate_bytes_per_sec: number; mismatch_count: string;
   mismatches: Mismatch[]; unsettled: Mismatch[]; repaired: boolean; repair_bytes_sent: string;
 }
-interface GroupRole { name: string; role: string }
 
 /** Finding the primary and setting a rate: a busy agent (or a first TLS handshake) may take seconds. */
 const callDeadlineMs = 15_000;
@@ -30,14 +32,13 @@ export function registerVerifyCommand(program: Command): void {
     .addHelpText('after', '\nExamples:\n  metroctl verify --group db -f cluster.yaml\n  metroctl verify --group db --repair -f cluster.yaml\n  metroctl verify --group db --rate-mbps 200 -o json -f cluster.yaml\n')
     .action(async (opts: { group: string; file: string; repair?: boolean; rateMbps?: string; output: string }) => {
       const t = await loadTopologyOrExit(opts.file);
-      const g = t.groups.find((x) => x.name === opts.group);
-      if (!g) throw new DaemonError(`no group "${opts.group}" in ${t.file}: its groups are ${t.groups.map((x) => x.name).join(', ')}`, EXIT_USAGE);
+      const g = groupOrExit(t, opts.group);
       const rateMbps = opts.rateMbps === undefined ? 0 : Number(opts.rateMbps);
       if (!Number.isFinite(rateMbps) || rateMbps < 0 || (opts.rateMbps !== undefined && rateMbps === 0)) {
         throw new DaemonError(`--rate-mbps: found "${opts.rateMbps}", expected a positive number of megabits per second`, EXIT_USAGE);
       }
-      if (opts.output !== 'text' && opts.output !== 'json') throw new DaemonError(`-o: found "${opts.output}", expected text or json`, EXIT_USAGE);
-      const primary = await findPrimary(t.sites, g.name);
+      jsonOutput(opts.output);
+      const primary = await findPrimary(t, g.name, 'verify');
       const client = dial('agent.proto', 'MetroAgent', primary.agent.address, primary.agent.port);
       try {
         const final = await streamVerify(client, { group: g.name, repair: opts.repair ?? false, rate_bytes_per_sec: String(Math.round(rateMbps * 125_000)) }, opts.output === 'text');
@@ -61,11 +62,10 @@ export function registerResyncRateCommand(program: Command): void {
     .addHelpText('after', '\nExamples:\n  metroctl resync-rate --group db --mbps 400 -f cluster.yaml   # until the agent restarts\n')
     .action(async (opts: { group: string; mbps: string; file: string }) => {
       const t = await loadTopologyOrExit(opts.file);
-      const g = t.groups.find((x) => x.name === opts.group);
-      if (!g) throw new DaemonError(`no group "${opts.group}" in ${t.file}: its groups are ${t.groups.map((x) => x.name).join(', ')}`, EXIT_USAGE);
+      const g = groupOrExit(t, opts.group);
       const mbps = Number(opts.mbps);
       if (!Number.isFinite(mbps) || mbps <= 0) throw new DaemonError(`--mbps: found "${opts.mbps}", expected a positive number of megabits per second`, EXIT_USAGE);
-      const primary = await findPrimary(t.sites, g.name);
+      const primary = await findPrimary(t, g.name, 'set the resync rate of');
       const client = dial('agent.proto', 'MetroAgent', primary.agent.address, primary.agent.port);
       try {
         const r = await call<{ previous_rate_bytes_per_sec: string }>(client, 'SetResyncRate', { group: g.name, rate_bytes_per_sec: String(Math.max(1, Math.round(mbps * 125_000))) }, callDeadlineMs);
@@ -77,20 +77,13 @@ export function registerResyncRateCommand(program: Command): void {
     });
 }
 
-/** The site whose agent says it is the group's primary now. */
-async function findPrimary<S extends { name: string; agent: { address: string; port: number } }>(sites: S[], group: string): Promise<S> {
-  const answers = await Promise.all(sites.map(async (s) => {
-    const c = dial('agent.proto', 'MetroAgent', s.agent.address, s.agent.port);
-    try {
-      return { site: s, r: await call<{ groups: GroupRole[] }>(c, 'Status', {}, callDeadlineMs) };
-    } finally {
-      c.close();
-    }
-  }));
-  const p = answers.find((a) => a.r.ok && a.r.value.groups.some((x) => x.name === group && x.role === 'primary'));
-  if (p) return p.site;
-  const why = answers.map((a) => `${a.site.name}: ${a.r.ok ? 'not primary' : a.r.reason}`).join('; ');
-  throw new DaemonError(`cannot verify group ${group}: no reachable primary (${why})`, EXIT_FAILED);
+/** The site serving the group as primary now, as the reachable agents report it (common/ops). */
+async function findPrimary(t: Topology, group: string, verb: string): Promise<Topology['sites'][number]> {
+  const view = await readCluster(t, callDeadlineMs);
+  const p = primaryOf(view, group);
+  if (p) return t.sites.find((s) => s.name === p.site)!;
+  const why = view.sites.map((s) => `${s.name}: ${s.up ? 'not primary' : s.reason}`).join('; ');
+  throw new DaemonError(`cannot ${verb} group ${group}: no reachable primary (${why})`, EXIT_FAILED);
 }
 
 function streamVerify(client: grpc.Client, request: object, showProgress: boolean): Promise<Progress> {

@@ -53,7 +53,8 @@ export function printSteps(steps: readonly StepSpec[]): void {
   });
 }
 
-const describeParams = (p: Record<string, string>): string => Object.entries(p).map(([k, v]) => `--${k} ${v}`).join(' ');
+/** ' --site alpha --group db', or '' without parameters: to follow a runbook's name. */
+const paramsSuffix = (p: Record<string, string>): string => Object.entries(p).map(([k, v]) => ` --${k} ${v}`).join('');
 
 function build(def: RunbookDef, t: Topology, params: Record<string, string>, o: { waitMaxMs: number; force?: boolean }): BuiltStep[] {
   return def.build({ topology: t, params, operationTimeoutMs: 120_000, waitMaxMs: o.waitMaxMs, force: !!o.force });
@@ -95,7 +96,7 @@ Examples:
       const t = await loadTopologyOrExit(o.file);
       const params = paramsOf(def, t, o);
       const steps = build(def, t, params, { waitMaxMs: 0 }).map((s) => s.spec);
-      out(`\n${steps.length} steps on cluster ${t.name}${Object.keys(params).length ? ` (${describeParams(params)})` : ''}:`);
+      out(`\n${steps.length} steps on cluster ${t.name}${Object.keys(params).length ? ` (${paramsSuffix(params).slice(1)})` : ''}:`);
       printSteps(steps);
     });
 
@@ -132,7 +133,7 @@ Examples:
       const built = build(def, t, params, { waitMaxMs, force: o.force });
       const specs = built.map((s) => s.spec);
       if (o.dryRun) {
-        out(`dry run of ${def.name}${Object.keys(params).length ? ` ${describeParams(params)}` : ''} on cluster ${t.name}: ${specs.length} steps`);
+        out(`dry run of ${def.name}${paramsSuffix(params)} on cluster ${t.name}: ${specs.length} steps`);
         printSteps(specs);
         out('dry run: nothing was done');
         return;
@@ -146,7 +147,7 @@ Examples:
         const pending = unfinishedRun(journal.runs(), def.name, params);
         let run: Run;
         if (o.resume) {
-          if (!pending) throw new DaemonError(`no unfinished run of ${def.name}${Object.keys(params).length ? ` ${describeParams(params)}` : ''} to resume`, EXIT_FAILED);
+          if (!pending) throw new DaemonError(`no unfinished run of ${def.name}${paramsSuffix(params)} to resume`, EXIT_FAILED);
           const r = resume(pending, { at: now(), by: actor(), steps: specs });
           if ('refusal' in r) throw new DaemonError(r.refusal, EXIT_FAILED);
           run = r;
@@ -158,7 +159,7 @@ Examples:
           if (pending) await journal.save(abandon(pending, { at: now(), by: actor() }));
           const stamp = now().replace(/[-:]/g, '').replace(/\..*/, '');
           run = newRun({ id: `${def.name}-${stamp}-${randomBytes(2).toString('hex')}`, runbook: def.name, params, cluster: t.name, steps: specs, at: now(), by: actor() });
-          out(`run ${run.id}: ${def.name}${Object.keys(params).length ? ` ${describeParams(params)}` : ''} on cluster ${t.name}, ${specs.length} steps (journal ${path.relative(process.cwd(), journal.file) || journal.file})`);
+          out(`run ${run.id}: ${def.name}${paramsSuffix(params)} on cluster ${t.name}, ${specs.length} steps (journal ${path.relative(process.cwd(), journal.file) || journal.file})`);
         }
         const final = await drive(run, {
           impl: (i) => built[i].impl,
@@ -177,7 +178,7 @@ Examples:
           return;
         }
         const f = final.failure!;
-        const again = `metroctl runbook run ${def.name} -f ${o.file}${Object.keys(params).length ? ` ${describeParams(params)}` : ''} --resume`;
+        const again = `metroctl runbook run ${def.name} -f ${o.file}${paramsSuffix(params)} --resume`;
         throw new DaemonError(`runbook ${def.name} stopped at step ${f.step + 1}/${specs.length} (${specs[f.step].title}), ${f.phase}: ${f.detail}\nwhat to do next: ${f.advice}\nthen continue: ${again}`, EXIT_FAILED);
       } finally {
         await unlock();
@@ -203,7 +204,7 @@ Examples:
 function printRun(r: Run, detailed: boolean): void {
   const who = (a: Actor): string => `${a.user}@${a.host}${a.identity ? ` (${a.identity})` : ''}`;
   const state = r.abandoned ? 'abandoned' : r.state === 'running' ? 'interrupted' : r.state;
-  out(`${r.id}  ${r.runbook} ${Object.entries(r.params).map(([k, v]) => `--${k} ${v}`).join(' ')}  ${state}  started ${r.startedAt} by ${who(r.sessions[0].by)}${r.endedAt ? `  ended ${r.endedAt}` : ''}`);
+  out(`${r.id}  ${r.runbook}${paramsSuffix(r.params) || ' '}  ${state}  started ${r.startedAt} by ${who(r.sessions[0].by)}${r.endedAt ? `  ended ${r.endedAt}` : ''}`);
   for (const s of r.sessions.slice(1)) out(`    resumed ${s.at} by ${who(s.by)}`);
   if (r.state !== 'succeeded') out(`    ${describeStop(r)}`);
   if (!detailed) return;

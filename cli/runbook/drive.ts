@@ -31,11 +31,6 @@ export interface DriveEdges {
   progress(step: number): ProgressSink;
 }
 
-/** Thrown by a step implementation when a failure is not an outcome but a bug. */
-export class StepCrashed extends Error {
-  override name = 'StepCrashed';
-}
-
 export async function drive(start: Run, e: DriveEdges): Promise<Run> {
   let run = start;
   await e.persist(run);
