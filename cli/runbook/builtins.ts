@@ -5,7 +5,7 @@
 // run never repeats one blindly.
 import type { Topology, Group } from '../../common/topology/index.ts';
 import {
-  operate, primaryOf, reachFrom, readCluster, type ClusterView, type OpResult,
+  operate, pollUntil, primaryOf, reachFrom, readCluster, type ClusterView, type OpResult,
 } from '../../common/ops/cluster-ops.ts';
 import { witnessRecords, type WitnessRecordView } from '../../common/ops/witness-records.ts';
 import type { StepSpec } from './engine.ts';
@@ -50,16 +50,10 @@ const file = (c: RunbookContext): string[] => ['-f', c.topology.file];
 const reachMs = 3000;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Polls until `cond` holds or the wait ends; returns the last view. */
+/** Polls the cluster every 500 ms until `cond` holds or the wait ends; returns the last view. */
 async function waitFor(c: RunbookContext, cond: (v: ClusterView) => boolean, tick?: (v: ClusterView) => void): Promise<{ met: boolean; view: ClusterView }> {
-  const until = performance.now() + c.waitMaxMs;
-  for (;;) {
-    const view = await readCluster(c.topology);
-    tick?.(view);
-    if (cond(view)) return { met: true, view };
-    if (performance.now() >= until) return { met: false, view };
-    await sleep(500);
-  }
+  const r = await pollUntil(() => readCluster(c.topology), cond, { waitMs: c.waitMaxMs, intervalMs: 500, tick });
+  return { met: r.met, view: r.value };
 }
 
 function describeLossBound(r: WitnessRecordView | undefined): string {
@@ -297,10 +291,8 @@ function failback(c: RunbookContext): BuiltStep[] {
   const steps: BuiltStep[] = [];
   for (const g of groups) {
     const home = g.preferredSite;
-    const atHome = async (): Promise<CheckResult | null> => {
-      const p = primaryOf(await readCluster(t), g.name);
-      return p?.site === home ? done(`${g.name} already runs at its preferred site ${home}`) : null;
-    };
+    const atHome = (v: ClusterView): CheckResult | null =>
+      primaryOf(v, g.name)?.site === home ? done(`${g.name} already runs at its preferred site ${home}`) : null;
     steps.push({
       spec: {
         id: `resync:${g.name}`, title: `resync group ${g.name} to ${home}`,
@@ -311,9 +303,9 @@ function failback(c: RunbookContext): BuiltStep[] {
       },
       impl: {
         check: async () => {
-          const home_ = await atHome();
-          if (home_) return home_;
           const v = await readCluster(t);
+          const home_ = atHome(v);
+          if (home_) return home_;
           const down = v.sites.filter((s) => !s.up).map((s) => s.name);
           return down.length ? refused(`${down.join(', ')} down`) : go('both sites up');
         },
@@ -334,7 +326,7 @@ function failback(c: RunbookContext): BuiltStep[] {
         advice: `mismatches mean the copies differ: do not fail back; inspect with \`metroctl verify --group ${g.name}\` and resync`,
       },
       impl: {
-        check: async () => (await atHome()) ?? go('copies to compare'),
+        check: async () => atHome(await readCluster(t)) ?? go('copies to compare'),
         action: async () => {
           const r = await operate('verify', ['--group', g.name, '-o', 'json', ...file(c)], { timeoutMs: c.operationTimeoutMs });
           const v = parseVerify(r.stdout);
@@ -424,13 +416,8 @@ function witnessReplacement(c: RunbookContext): BuiltStep[] {
           return m.ok ? done(m.detail) : go(m.detail);
         },
         action: async () => {
-          const until = performance.now() + c.waitMaxMs;
-          for (;;) {
-            const m = await matches();
-            if (m.ok) return ok(m.detail);
-            if (performance.now() >= until) return failed(`${m.detail} after ${c.waitMaxMs} ms`);
-            await sleep(500);
-          }
+          const r = await pollUntil(matches, (m) => m.ok, { waitMs: c.waitMaxMs, intervalMs: 500 });
+          return r.met ? ok(r.value.detail) : failed(`${r.value.detail} after ${c.waitMaxMs} ms`);
         },
         verify: async () => ((await matches()).ok ? ok('record matches') : failed('record differs')),
       },

@@ -70,6 +70,18 @@ function siteView(name: string, r: CallResult<AgentStatusWire>): SiteView {
   return { name, up: true, reason: '', groups };
 }
 
+/** Reads until `cond` holds or waitMs has passed (at least one read); the last value read with it. */
+export async function pollUntil<T>(read: () => Promise<T>, cond: (v: T) => boolean, o: { waitMs: number; intervalMs: number; tick?: (v: T) => void }): Promise<{ met: boolean; value: T }> {
+  const until = performance.now() + o.waitMs;
+  for (;;) {
+    const value = await read();
+    o.tick?.(value);
+    if (cond(value)) return { met: true, value };
+    if (performance.now() >= until) return { met: false, value };
+    await new Promise((r) => setTimeout(r, o.intervalMs));
+  }
+}
+
 /** The site serving a group as primary, as the reachable agents report it; null when none does. */
 export function primaryOf(v: ClusterView, group: string): { site: string; epoch: number } | null {
   let best: { site: string; epoch: number } | null = null;
