@@ -78,7 +78,7 @@ export class PduParser {
       }
     }
     const pdu = dataBytes === 0 ? { bhs, ahs, data: empty } : this.takeData(bhs, ahs, dataBytes);
-    const tail = pad + dd > 0 ? this.take(pad + dd, false) : empty;
+    const tail = pad + dd > 0 ? this.take(pad + dd, true) : empty;
     if (dd > 0) {
       let crc = 0;
       for (const part of dataPartsOf(pdu)) crc = crc32c(part, crc);

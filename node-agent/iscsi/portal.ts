@@ -187,9 +187,9 @@ class PortalState {
   private overLimit = 0;
   readonly refusals: LogLimiter;
   readonly dataBudget: SharedDataBudget;
-  private readonly reserved = new Set<number>();
-  /** Initiator names of new sessions between admission and registration (they count as held). */
-  private readonly reservedBy = new Map<number, string>();
+  /** TSIHs between admission and registration, with the initiator name of a new session (it counts
+   *  as held by that name); undefined for a reinstated connection of an existing session. */
+  private readonly reserved = new Map<number, string | undefined>();
   /** Dropped connections whose commands have not left the SCSI layer yet. */
   private readonly draining = new Set<Client>();
   private nextTsih = 1;
@@ -284,7 +284,7 @@ class PortalState {
       const old = this.sessions.get(login.tsih);
       if (old === undefined) return { refuse: LoginStatus.SessionDoesNotExist, reason: `TSIH ${login.tsih} gone` };
       old.client.drop('connection reinstated');
-      this.reserved.add(login.tsih);
+      this.reserved.set(login.tsih, undefined);
       return { tsih: login.tsih, replaced: [old.client] };
     }
     // Session reinstatement (§6.3.5): same initiator port and target, TSIH 0: the old session ends.
@@ -300,7 +300,7 @@ class PortalState {
       }
     }
     const held = [...this.sessions.values()].filter((s) => s.initiatorName === login.initiatorName).length
-      + [...this.reservedBy.values()].filter((name) => name === login.initiatorName).length;
+      + [...this.reserved.values()].filter((name) => name === login.initiatorName).length;
     if (held >= this.limits.sessionsPerInitiatorMax) {
       return { refuse: LoginStatus.OutOfResources, reason: `${held} sessions already` };
     }
@@ -308,8 +308,7 @@ class PortalState {
       const tsih = this.nextTsih;
       this.nextTsih = this.nextTsih >= 0xffff ? 1 : this.nextTsih + 1;
       if (!this.sessions.has(tsih) && !this.reserved.has(tsih)) {
-        this.reserved.add(tsih);
-        this.reservedBy.set(tsih, login.initiatorName);
+        this.reserved.set(tsih, login.initiatorName);
         return { tsih, replaced };
       }
     }
@@ -319,12 +318,10 @@ class PortalState {
   /** A TSIH handed out by admit() is released by register() or by a refusal. */
   release(tsih: number): void {
     this.reserved.delete(tsih);
-    this.reservedBy.delete(tsih);
   }
 
   register(session: Session): void {
     this.reserved.delete(session.tsih);
-    this.reservedBy.delete(session.tsih);
     this.sessions.set(session.tsih, session);
     session.target?.nexusOpened(session.nexus);
   }

@@ -170,7 +170,7 @@ export function logicalBlockProvisioningPage(): Buffer {
 }
 
 /** The VPD page for a page code, or undefined if it is not served. */
-export function vpdPageFor(pageCode: number, lu: LogicalUnit, target: TargetContext, port: TargetPort = target.port): Buffer | undefined {
+export function vpdPageFor(pageCode: number, lu: LogicalUnit, target: TargetContext, port: TargetPort): Buffer | undefined {
   switch (pageCode) {
     case 0x00:
       return supportedPagesPage();

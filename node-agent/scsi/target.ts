@@ -162,9 +162,11 @@ class DiskTarget implements ScsiTarget, TargetContext, LunInventory {
   }
 
   private readAluaStates(): void {
-    this.aluaLocal = this.localAluaState();
     const byPort = new Map<number, AluaState>();
     for (const g of this.alua.portGroups()) for (const rtpi of g.relativeTargetPortIds) byPort.set(rtpi, g.state);
+    const own = byPort.get(this.port.relativeTargetPortId);
+    assert(own !== undefined, `no ALUA port group holds relative target port ${this.port.relativeTargetPortId}`);
+    this.aluaLocal = own;
     this.aluaByPort = byPort;
   }
 
@@ -193,13 +195,7 @@ class DiskTarget implements ScsiTarget, TargetContext, LunInventory {
     const had = this.lunList;
     const lu = this.newUnit(unit);
     this.lunList = [...this.units.keys()].sort((a, b) => a - b);
-    if (this.store) {
-      const saved = this.store.load(reservationKey(this.iqn, lu.lun));
-      if (saved !== undefined) {
-        const state = assertPrState(saved);
-        lu.reservations.setPr(state.aptpl ? state : { ...emptyPrState, generation: state.generation });
-      }
-    }
+    this.loadReservationsOf(lu);
     for (const l of had) this.attentions.establish(l, Asc.ReportedLunsDataHasChanged);
   }
 
@@ -227,19 +223,20 @@ class DiskTarget implements ScsiTarget, TargetContext, LunInventory {
 
   /** APTPL (SPC-4 5.13.5): reservations saved with APTPL set come back after a restart. */
   private loadReservations(): void {
-    if (!this.store) return;
-    for (const lu of this.units.values()) {
-      const saved = this.store.load(reservationKey(this.iqn, lu.lun));
-      if (saved === undefined) continue;
-      const state = assertPrState(saved);
-      lu.reservations.setPr(state.aptpl ? state : { ...emptyPrState, generation: state.generation });
-    }
+    for (const lu of this.units.values()) this.loadReservationsOf(lu);
   }
 
-  private localAluaState(): AluaState {
-    const own = this.alua.portGroups().find((g) => g.relativeTargetPortIds.includes(this.port.relativeTargetPortId));
-    assert(own !== undefined, `no ALUA port group holds relative target port ${this.port.relativeTargetPortId}`);
-    return own.state;
+  private loadReservationsOf(lu: LogicalUnit): void {
+    const saved = this.store?.load(reservationKey(this.iqn, lu.lun));
+    if (saved === undefined) return;
+    const state = assertPrState(saved);
+    lu.reservations.setPr(state.aptpl ? state : { ...emptyPrState, generation: state.generation });
+  }
+
+  /** Persisted first when APTPL is or was set (a restart must find it), then in effect. */
+  private async commitPr(lu: LogicalUnit, state: PrState): Promise<void> {
+    if (this.store && (state.aptpl || lu.reservations.pr.aptpl)) await this.store.save(reservationKey(this.iqn, lu.lun), state);
+    lu.reservations.setPr(state);
   }
 
   portGroups(): readonly PortGroup[] {
@@ -257,9 +254,7 @@ class DiskTarget implements ScsiTarget, TargetContext, LunInventory {
    * APTPL is or was set), commit it, then establish its unit attentions and abort what it preempted.
    */
   async applyReservation(lu: LogicalUnit, req: ScsiRequest, result: PrOutResult): Promise<void> {
-    const before = lu.reservations.pr;
-    if (this.store && (result.state.aptpl || before.aptpl)) await this.store.save(reservationKey(this.iqn, lu.lun), result.state);
-    lu.reservations.setPr(result.state);
+    await this.commitPr(lu, result.state);
     // Entered in the mirror in the same turn as the commit: every write admitted after it follows it
     // in the stream too. The command completes once the peer holds it (after the attentions below).
     const mirrored = this.stateMirror?.reservations(lu.lun, result.state);
@@ -281,10 +276,8 @@ class DiskTarget implements ScsiTarget, TargetContext, LunInventory {
   async adoptReservations(lun: number, state: PrState): Promise<void> {
     const lu = this.units.get(lun);
     assert(lu !== undefined, `reservations for LUN ${lun}, which the target does not serve`);
-    const before = lu.reservations.pr;
     // Kept as this site would keep its own (APTPL): a restart of a promoted site finds them.
-    if (this.store && (state.aptpl || before.aptpl)) await this.store.save(reservationKey(this.iqn, lun), state);
-    lu.reservations.setPr(state);
+    await this.commitPr(lu, state);
   }
 
   /** Whether an attention or abort aimed at a registration reaches this open nexus. */
