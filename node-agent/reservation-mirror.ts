@@ -3,6 +3,7 @@
 // LUN's complete new state, ordered with the writes; a secondary adopts it into its own target, so a
 // promoted secondary enforces exactly the registrations and reservation the old primary did
 // (DESIGN.md "Data path"). The payload is the PrState as JSON; it is checked before it is applied.
+import type { HostStateSink } from './mirror/mirror-applier.ts';
 import type { PrState } from './scsi/persistent-reservations.ts';
 import { isPrState } from './scsi/persistent-reservations.ts';
 import type { StateMirror } from './scsi/target.ts';
@@ -10,13 +11,11 @@ import type { GroupTarget } from './targets.ts';
 
 export const reservationsKind = 'persistent-reservations';
 
-/** A group's host-visible state as its SCSI target holds it: what a secondary gets and adopts. */
-export interface HostStateOwner {
+/** A group's host-visible state as its SCSI target holds it: what a secondary gets (snapshot) and
+ *  checks and adopts (HostStateSink). */
+export interface HostStateOwner extends HostStateSink {
   /** Every LUN's complete state now, for a secondary that attaches. */
   snapshot(): Array<{ volume: number; kind: string; payload: Buffer }>;
-  /** Why a record from the primary cannot be applied here, or undefined. */
-  check(kind: string, volume: number, payload: Buffer): string | undefined;
-  adopt(kind: string, volume: number, payload: Buffer): Promise<void>;
 }
 
 export function encodeReservations(state: PrState): Buffer {

@@ -7,7 +7,7 @@ import { dirname } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
 import { assert } from '../../common/assert.ts';
 import type { DirtyMapImage, DirtyMapTransaction } from './dirty-map.ts';
-import { RegionBitmap } from './region-bitmap.ts';
+import { RegionBitmap, fitBitmap } from './region-bitmap.ts';
 
 export interface DirtyMapGeometry {
   regionSizeBytes: number;
@@ -132,9 +132,7 @@ export function replayLog(log: Buffer, g: DirtyMapGeometry): ReplayResult {
 }
 
 function fitReplay(r: ReplayResult, g: DirtyMapGeometry): ReplayResult {
-  const old = new RegionBitmap(r.image.dirty.length * 8, r.image.dirty);
-  const dirty = new RegionBitmap(g.regionCount);
-  for (let x = old.nextSet(0); x >= 0 && x < g.regionCount; x = old.nextSet(x + 1)) dirty.set(x);
+  const dirty = new RegionBitmap(g.regionCount, fitBitmap(r.image.dirty, g.regionCount));
   const extentCount = Math.ceil(g.regionCount / g.extentRegions);
   // An AL extent cut by a shrink keeps its surviving regions dirty (the sites may differ there).
   for (const e of r.image.alExtents) {

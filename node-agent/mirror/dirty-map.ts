@@ -7,7 +7,7 @@
 // Invariant (checked by the tests): every dirty region is dirty on disk or inside a persisted AL
 // extent. Cleared bits reach the disk lazily (an extra dirty bit on disk only costs an extra resync).
 import { assert } from '../../common/assert.ts';
-import { RegionBitmap } from './region-bitmap.ts';
+import { RegionBitmap, fitBitmap } from './region-bitmap.ts';
 
 export interface DirtyMapConfig {
   volumeSizeBytes: number;
@@ -125,7 +125,17 @@ export class DirtyMap {
 
   regionsOf(offsetBytes: number, lengthBytes: number): { first: number; last: number } {
     assert(offsetBytes >= 0 && lengthBytes > 0 && offsetBytes + lengthBytes <= this.config.volumeSizeBytes, `range ${offsetBytes}+${lengthBytes} outside the volume`);
-    return { first: Math.floor(offsetBytes / this.config.regionSizeBytes), last: Math.floor((offsetBytes + lengthBytes - 1) / this.config.regionSizeBytes) };
+    return { first: this.regionOf(offsetBytes), last: this.lastRegionOf(offsetBytes, lengthBytes) };
+  }
+
+  /** The region holding byte offsetBytes (unchecked and allocation-free, for the per-write paths). */
+  regionOf(offsetBytes: number): number {
+    return Math.floor(offsetBytes / this.config.regionSizeBytes);
+  }
+
+  /** The region holding the last byte of a range; a zero-length range's is the region of its offset. */
+  lastRegionOf(offsetBytes: number, lengthBytes: number): number {
+    return this.regionOf(offsetBytes + Math.max(1, lengthBytes) - 1);
   }
 
   /** A host write (or deallocation) is about to be issued: its regions become dirty now. */
@@ -275,11 +285,7 @@ export class DirtyMap {
     const regionCount = regionGeometry(volumeSizeBytes, this.config.regionSizeBytes).regionCount;
     assert(Math.ceil(regionCount / 8) <= this.config.bitmapBytesMax, `a ${volumeSizeBytes}-byte volume needs more than bitmapBytesMax ${this.config.bitmapBytesMax} bitmap bytes`);
     for (const r of this.tracked.keys()) assert(r < regionCount, `region ${r} has an entry in flight past the new end`);
-    const fit = (b: RegionBitmap): RegionBitmap => {
-      const out = new RegionBitmap(regionCount);
-      for (let r = b.nextSet(0); r >= 0 && r < regionCount; r = b.nextSet(r + 1)) out.set(r);
-      return out;
-    };
+    const fit = (b: RegionBitmap): RegionBitmap => new RegionBitmap(regionCount, fitBitmap(b.bytes, regionCount));
     this.dirty = fit(this.dirty);
     this.stuck = fit(this.stuck);
     this.toClear = fit(this.toClear);

@@ -12,9 +12,13 @@ import { serviceOf } from '../../common/proto.ts';
 import { channelFor } from '../../common/grpc-client.ts';
 import type { Identity } from '../../common/tls/identity.ts';
 import type { BlockDevice } from '../storage/block-device.ts';
+import { fitBitmap } from './region-bitmap.ts';
 import { regionChecksums } from './region-checksums.ts';
 import { classifyEpoch, checkList, safeU64 } from '../../common/grpc-validate.ts';
 import { checkEntry, checkPrimaryControl, checkWelcome, invalidMessageReason } from './mirror-checks.ts';
+
+/** How the applier fits its own dirty bitmaps to the primary's sizes (its tests import it from here). */
+export { fitBitmap };
 
 /** Past this many bytes applied and not yet fdatasync'd, the applier starts an fdatasync beside the
  *  apply chain (writes and their applied acks go on meanwhile) and acknowledges durable when it ends. */
@@ -106,7 +110,7 @@ export class MirrorApplier {
     this.epoch = o.epoch;
   }
 
-  /** Read at each check: a topology apply grows the devices and adds volumes while the stream runs. */
+  /** Read at each batch: a topology apply grows the devices and adds volumes while the stream runs. */
   private get volumeSizes(): readonly number[] {
     return this.o.devices.map((d) => d.sizeBytes);
   }
@@ -247,11 +251,12 @@ export class MirrorApplier {
     if (e.kind === 'future' || !this.welcomed) return this.refuseInvalid(`batch of epoch ${epoch} before a welcome of that epoch`);
     // The whole batch is checked before any of it is applied: a bad entry leaves the volume untouched.
     let expected = this.expectedSeq;
+    const sizes = this.volumeSizes;
     for (const e of b.entries) {
       const seq = safeU64(e.seq);
       const fault = seq === undefined ? { kind: 'bad-entry' as const, seq: 0, message: `entry sequence ${String(e.seq).slice(0, 24)} is not a valid sequence` }
         : seq !== expected ? { kind: 'out-of-order' as const, expectedSeq: expected, seq }
-          : this.check(e, seq);
+          : this.check(e, seq, sizes);
       if (fault) {
         // The primary learns why its stream ends (the volume is untouched).
         this.o.send({ refusal: { epoch_seen: String(epoch), epoch_current: String(this.epoch), reason: invalidMessageReason, message: describeFault(fault) } });
@@ -295,9 +300,9 @@ export class MirrorApplier {
     return undefined;
   }
 
-  /** Refusals of one entry, before anything of its batch is applied. */
-  private check(e: Record<string, any>, seq: number): ApplierFault | undefined {
-    const invalid = checkEntry(e, this.volumeSizes);
+  /** Refusals of one entry, before anything of its batch is applied; volumeSizes as the batch began. */
+  private check(e: Record<string, any>, seq: number, volumeSizes: readonly number[]): ApplierFault | undefined {
+    const invalid = checkEntry(e, volumeSizes);
     if (invalid) return { kind: 'bad-entry', seq, message: invalid };
     switch (e.kind) {
       case 'write':
@@ -396,9 +401,16 @@ export class MirrorApplier {
   }
 }
 
+/** A secondary's stream to its primary as status shows it (mirror-status.ts). */
+export interface LinkStatus {
+  attached: boolean;
+  appliedSeq: number;
+  durableSeq: number;
+}
+
 export interface ApplierLink {
   close(): void;
-  status(): { attached: boolean; appliedSeq: number; durableSeq: number };
+  status(): LinkStatus;
 }
 
 /** Dials the primary's agent for one group and keeps a stream attached, with backoff between tries. */
@@ -487,12 +499,4 @@ export function startApplierLink(o: Omit<ApplierOptions, 'send'> & { address: st
       client.close();
     },
   };
-}
-
-/** An LSB-first region bitmap cut or zero-extended to regionCount regions. */
-export function fitBitmap(bytes: Uint8Array, regionCount: number): Uint8Array {
-  const out = new Uint8Array(Math.ceil(regionCount / 8));
-  out.set(bytes.subarray(0, out.length));
-  if (regionCount & 7 && out.length <= bytes.length) out[out.length - 1] &= (1 << (regionCount & 7)) - 1;
-  return out;
 }

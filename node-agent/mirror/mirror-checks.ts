@@ -5,6 +5,7 @@ import { crc32c } from '@node-rs/crc32';
 import {
   checkBytes, checkCrc, checkList, checkName, checkU32, checkU64, checkVolumeRange, firstRefusal, safeU64,
 } from '../../common/grpc-validate.ts';
+import { volumesPerGroupMax } from '../../common/topology/checks.ts';
 
 type Msg = Record<string, any>;
 
@@ -14,8 +15,6 @@ export const invalidMessageReason = 'INVALID_MESSAGE';
 export const helloTimeoutMs = 10_000;
 /** Largest MirrorWrite / ResyncData payload: the channels' message size limit bounds it anyway. */
 export const mirrorDataBytesMax = 8 * 1024 * 1024;
-/** Volumes in one group (LUNs of one target). */
-export const groupVolumesMax = 256;
 /** Refusal sentences from the peer are logged: keep them short. */
 const refusalTextBytesMax = 1024;
 
@@ -46,7 +45,7 @@ function checkRefusal(r: Msg): string | undefined {
 /** The first message of a stream, at the primary (geometry is compared by the session). */
 export function checkHello(h: Msg | undefined): string | undefined {
   if (h === undefined || h === null) return 'the first message of a mirror stream must be a hello';
-  const volumes = checkList('hello.volumes', h.volumes, groupVolumesMax);
+  const volumes = checkList('hello.volumes', h.volumes, volumesPerGroupMax);
   if (volumes) return volumes;
   for (const [i, v] of (h.volumes as Msg[]).entries()) {
     const r = firstRefusal(
@@ -65,8 +64,9 @@ export function checkHello(h: Msg | undefined): string | undefined {
   );
 }
 
-/** Every later message of the secondary, at the primary; volumeSizes are the group's in LUN order. */
-export function checkSecondaryMessage(m: Msg, volumeSizes: readonly number[]): string | undefined {
+/** Every later message of the secondary, at the primary. volumeSizesNow gives the group's sizes in
+ *  LUN order; only messages naming a volume ask for them (acks and heartbeats, the steady traffic, never). */
+export function checkSecondaryMessage(m: Msg, volumeSizesNow: () => readonly number[]): string | undefined {
   switch (m.kind) {
     case 'ack':
       return firstRefusal(checkU64('ack.epoch', m.ack.epoch), seqPair('ack', m.ack));
@@ -78,6 +78,7 @@ export function checkSecondaryMessage(m: Msg, volumeSizes: readonly number[]): s
       const q = m.resync_request;
       const r = firstRefusal(checkU64('resync_request.epoch', q.epoch), checkU32('resync_request.region_size_bytes', q.region_size_bytes, 0xffffffff, 512));
       if (r) return r;
+      const volumeSizes = volumeSizesNow();
       if (!Number.isInteger(q.volume) || q.volume < 0 || q.volume >= volumeSizes.length) return `resync_request.volume ${q.volume} does not exist`;
       const regions = Math.ceil(volumeSizes[q.volume] / q.region_size_bytes);
       return checkBytes('resync_request.dirty_bitmap', q.dirty_bitmap, Math.ceil(regions / 8));
@@ -89,6 +90,7 @@ export function checkSecondaryMessage(m: Msg, volumeSizes: readonly number[]): s
         checkU64('checksums.at_seq', c.at_seq), checkU32('checksums.region_size_bytes', c.region_size_bytes, 0xffffffff, 512),
       );
       if (r) return r;
+      const volumeSizes = volumeSizesNow();
       if (!Number.isInteger(c.volume) || c.volume < 0 || c.volume >= volumeSizes.length) return `checksums.volume ${c.volume} does not exist`;
       const regions = Math.ceil(volumeSizes[c.volume] / c.region_size_bytes);
       return checkList('checksums.crc32c', c.crc32c, Math.max(0, regions - safeU64(c.first_region)!));
@@ -103,7 +105,7 @@ export function checkSecondaryMessage(m: Msg, volumeSizes: readonly number[]): s
 /** The primary's welcome, at the secondary (the epoch is judged by the applier). */
 export function checkWelcome(w: Msg): string | undefined {
   const sizes: unknown[] = Array.isArray(w.volume_size_bytes) ? w.volume_size_bytes : [];
-  if (sizes.length > welcomeVolumesMax) return `welcome.volume_size_bytes lists ${sizes.length} volumes, more than ${welcomeVolumesMax}`;
+  if (sizes.length > volumesPerGroupMax) return `welcome.volume_size_bytes lists ${sizes.length} volumes, more than ${volumesPerGroupMax}`;
   return firstRefusal(
     checkU64('welcome.resume_seq', w.resume_seq, Number.MAX_SAFE_INTEGER, 1), checkName('welcome.site', w.site),
     ...sizes.map((x, i) => checkU64(`welcome.volume_size_bytes[${i}]`, x, Number.MAX_SAFE_INTEGER, 512)),
@@ -112,9 +114,6 @@ export function checkWelcome(w: Msg): string | undefined {
 
 /** A state record's payload (a LUN's persistent reservations: 64 registrations are a few KiB). */
 export const stateRecordBytesMax = 256 * 1024;
-
-/** Volumes a welcome may list (a group's LUNs are far fewer). */
-const welcomeVolumesMax = 4096;
 
 /** One entry of a batch, at the secondary, before anything of its batch is applied. */
 export function checkEntry(e: Msg, volumeSizes: readonly number[]): string | undefined {

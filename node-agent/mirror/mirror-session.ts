@@ -95,7 +95,8 @@ export class MirrorSession {
   private pumpScheduled = false;
   /** Completions waiting for an ack: released all at once when the secondary is recorded outdated. */
   private readonly waiting = new Set<Pending>();
-  private outdatedWaiters: Array<() => void> = [];
+  /** Writes waiting for the outdated record (or their ack, which removes them). */
+  private readonly outdatedWaiters = new Set<() => void>();
   private throttleWaiters: Array<() => void> = [];
   private spaceWaiters: Array<() => void> = [];
   private readonly alWaiters = new Map<string, () => void>();
@@ -110,10 +111,8 @@ export class MirrorSession {
   private outdated: { reason: string; since: string } | undefined;
   /** Holds host writes off a region while the resync reads it. */
   private readonly gate = new RegionGate();
-  /** Read at each check: a topology apply resizes, adds and removes volumes while the session runs. */
-  private get volumeSizes(): number[] {
-    return this.ctx.volumes.map((v) => v.sizeBytes);
-  }
+  /** Read when asked: a topology apply resizes, adds and removes volumes while the session runs. */
+  private readonly volumeSizes = (): number[] => this.ctx.volumes.map((v) => v.sizeBytes);
   private resync: ResyncDriver | undefined;
   /** Repairs of regions an online verify found differing (metroctl verify --repair). */
   private readonly repairs = new Set<ResyncDriver>();
@@ -165,15 +164,15 @@ export class MirrorSession {
   /** Local write and mirror entry in the same turn; resolves per the ack policy. */
   async write(volume: number, device: BlockDevice, offsetBytes: number, data: Buffer, fua: boolean): Promise<void> {
     const v = this.ctx.volumes[volume];
+    // The common case waits for nothing: no promise turn before the local write starts.
     const gated = this.enterGate(v, offsetBytes, data.length);
     const pass = gated instanceof Promise ? await gated : gated;
-    // The common case waits for nothing: no promise turn before the local write starts.
-    const begun = v.dirty.beginWrite(offsetBytes, data.length);
-    const ticket = begun.kind === 'go' ? begun.ticket : await this.activityLogged(v, begun.ticket);
+    const begun = this.beginDirty(v, offsetBytes, data.length);
+    const ticket = begun instanceof Promise ? await begun : begun;
     // After the region turned dirty: a verify step sees this write as dirty before it or stamped after.
     if (this.verifyWrites) this.noteWrite(v, offsetBytes, data.length);
-    const now = writeCompletion(this.policy);
-    const completion = now.kind === 'throttled' ? await this.admit() : now;
+    const admitted = this.admitNow();
+    const completion = admitted instanceof Promise ? await admitted : admitted;
     const local = device.write(offsetBytes, data, fua ? { fua } : undefined);
     const entry = { write: { volume, offset_bytes: String(offsetBytes), data, crc32c: crc32c(data), fua } };
     const peer = this.mirror(v, ticket, entry, data.length, fua, completion);
@@ -183,11 +182,14 @@ export class MirrorSession {
 
   async deallocate(volume: number, device: BlockDevice, offsetBytes: number, lengthBytes: number): Promise<void> {
     const v = this.ctx.volumes[volume];
-    const pass = await this.enterGate(v, offsetBytes, lengthBytes);
-    const ticket = await this.beginDirty(v, offsetBytes, lengthBytes);
+    const gated = this.enterGate(v, offsetBytes, lengthBytes);
+    const pass = gated instanceof Promise ? await gated : gated;
+    const begun = this.beginDirty(v, offsetBytes, lengthBytes);
+    const ticket = begun instanceof Promise ? await begun : begun;
     // After the region turned dirty: a verify step sees this write as dirty before it or stamped after.
     if (this.verifyWrites) this.noteWrite(v, offsetBytes, lengthBytes);
-    const completion = await this.admit();
+    const admitted = this.admitNow();
+    const completion = admitted instanceof Promise ? await admitted : admitted;
     const local = device.deallocate ? device.deallocate(offsetBytes, lengthBytes) : Promise.resolve();
     const entry = { deallocate: { volume, offset_bytes: String(offsetBytes), length_bytes: String(lengthBytes) } };
     const peer = this.mirror(v, ticket, entry, markerEntryBytes, false, completion);
@@ -201,33 +203,37 @@ export class MirrorSession {
    * when there is room. Not streamed while the peer is down: the next attach sends every state.
    */
   recordState(volume: number, kind: string, payload: Buffer): Promise<void> {
-    const entry = { state: { kind, volume, payload, crc32c: crc32c(payload) } };
     // Like a plain write: complete once applied there (the secondary keeps APTPL state durably as it adopts it).
-    const c = writeCompletion(this.policy);
-    if (c.kind === 'throttled') return this.admit().then((later) => this.mirror(undefined, undefined, entry, payload.length + markerEntryBytes, false, later));
-    return this.mirror(undefined, undefined, entry, payload.length + markerEntryBytes, false, c);
+    const admitted = this.admitNow();
+    if (admitted instanceof Promise) return admitted.then((later) => this.mirrorState(volume, kind, payload, later));
+    return this.mirrorState(volume, kind, payload, admitted);
   }
 
   /** A newly attached secondary gets every state record first: it may have missed changes while away. */
   private sendStates(): void {
-    for (const r of this.ctx.stateSnapshot?.() ?? []) {
-      void this.mirror(undefined, undefined, { state: { kind: r.kind, volume: r.volume, payload: r.payload, crc32c: crc32c(r.payload) } }, r.payload.length + markerEntryBytes, false, { kind: 'local' });
-    }
+    for (const r of this.ctx.stateSnapshot?.() ?? []) void this.mirrorState(r.volume, r.kind, r.payload, { kind: 'local' });
+  }
+
+  /** One state record as a mirror entry, ordered with the writes; resolves per completion. */
+  private mirrorState(volume: number, kind: string, payload: Buffer, completion: WriteCompletion): Promise<void> {
+    const entry = { state: { kind, volume, payload, crc32c: crc32c(payload) } };
+    return this.mirror(undefined, undefined, entry, payload.length + markerEntryBytes, false, completion);
   }
 
   /** SYNCHRONIZE CACHE: local fdatasync and a flush entry made durable at the secondary (sync mode). */
   async flush(volume: number, device: BlockDevice): Promise<void> {
-    const completion = await this.admit();
+    const admitted = this.admitNow();
+    const completion = admitted instanceof Promise ? await admitted : admitted;
     const local = device.flush();
     const peer = this.mirror(undefined, undefined, { flush: { all_volumes: false, volume } }, markerEntryBytes, true, completion);
     await local;
     await peer;
   }
 
-  private async beginDirty(v: SessionVolume, offsetBytes: number, lengthBytes: number): Promise<number> {
+  /** The write's regions turn dirty; its ticket now, or once its extents are in the persisted activity log. */
+  private beginDirty(v: SessionVolume, offsetBytes: number, lengthBytes: number): number | Promise<number> {
     const b = v.dirty.beginWrite(offsetBytes, lengthBytes);
-    if (b.kind === 'go') return b.ticket;
-    return this.activityLogged(v, b.ticket);
+    return b.kind === 'go' ? b.ticket : this.activityLogged(v, b.ticket);
   }
 
   /** A write whose extents must enter the persisted activity log first (a crash must find them dirty). */
@@ -250,12 +256,16 @@ export class MirrorSession {
 
   /** Until the local write is done: a resync reading one of its regions waits for it (and it for the read). */
   private enterGate(v: SessionVolume, offsetBytes: number, lengthBytes: number): GatePass | Promise<GatePass> {
-    const first = Math.floor(offsetBytes / v.regionSizeBytes);
-    const last = Math.floor((offsetBytes + Math.max(1, lengthBytes) - 1) / v.regionSizeBytes);
-    return this.gate.enter(v.index, first, last);
+    return this.gate.enter(v.index, v.dirty.regionOf(offsetBytes), v.dirty.lastRegionOf(offsetBytes, lengthBytes));
   }
 
-  /** The completion rule for a write admitted now; holds the write while throttled (never drops it). */
+  /** The completion rule for a write admitted now; a promise only while throttled (admit() holds the write). */
+  private admitNow(): WriteCompletion | Promise<WriteCompletion> {
+    const c = writeCompletion(this.policy);
+    return c.kind === 'throttled' ? this.admit() : c;
+  }
+
+  /** Holds the write while throttled (never drops it), then its completion rule. */
   private async admit(): Promise<WriteCompletion> {
     for (;;) {
       const c = writeCompletion(this.policy);
@@ -292,10 +302,9 @@ export class MirrorSession {
   private ackedOrOutdatedRecorded(acked: Promise<void>): Promise<void> {
     if (this.policy.secondary === 'outdated') return Promise.resolve();
     return new Promise((resolve) => {
-      this.outdatedWaiters.push(resolve);
+      this.outdatedWaiters.add(resolve);
       void acked.then(() => {
-        const i = this.outdatedWaiters.indexOf(resolve);
-        if (i >= 0) this.outdatedWaiters.splice(i, 1);
+        this.outdatedWaiters.delete(resolve);
         resolve();
       });
     });
@@ -303,7 +312,7 @@ export class MirrorSession {
 
   private outdatedRecorded(): Promise<void> {
     if (this.policy.secondary === 'outdated') return Promise.resolve();
-    return new Promise((resolve) => this.outdatedWaiters.push(resolve));
+    return new Promise((resolve) => this.outdatedWaiters.add(resolve));
   }
 
   // ------------------------------------------------------------ dirty map persistence
@@ -315,17 +324,22 @@ export class MirrorSession {
     this.persisting.add(v.index);
     v.dirtyFile.persist(txn).then(() => {
       this.persisting.delete(v.index);
-      for (const t of v.dirty.transactionPersisted(txn.id)) {
-        const key = `${v.index}/${t}`;
-        this.alWaiters.get(key)?.();
-        this.alWaiters.delete(key);
-      }
+      this.releaseTickets(v, v.dirty.transactionPersisted(txn.id));
       this.pumpDirty(v);
     }, (err: Error) => {
       // Without a durable dirty map a crash could hide divergent regions: stop rather than guess.
       this.ctx.log.error('dirty map persist failed', { group: this.ctx.group, volume: v.index, error: err.message });
       process.exit(1);
     });
+  }
+
+  /** Writes whose extents a persisted transaction put in the activity log may go (activityLogged). */
+  private releaseTickets(v: SessionVolume, tickets: readonly number[]): void {
+    for (const t of tickets) {
+      const key = `${v.index}/${t}`;
+      this.alWaiters.get(key)?.();
+      this.alWaiters.delete(key);
+    }
   }
 
   // ------------------------------------------------------------ the stream
@@ -367,7 +381,7 @@ export class MirrorSession {
     this.stream = call;
     call.write({ welcome: {
       epoch: String(this.ctx.epoch), site: this.ctx.site, resume_seq: String(r.fromSeq), resync_needed: resyncNeeded, full_resync: !hello.has_data,
-      volume_size_bytes: this.volumeSizes.map(String),
+      volume_size_bytes: this.volumeSizes().map(String),
     } });
     call.on('data', (m: Record<string, any>) => this.onMessage(call, m));
     call.on('drain', () => { if (this.stream === call) { this.window.drained(); this.pump(); } });
@@ -409,9 +423,7 @@ export class MirrorSession {
     this.lastPeerHeartbeat = undefined;
     this.stopResync();
     // Resync entries waiting for room give up (their regions stay dirty); host writes push again.
-    const space = this.spaceWaiters;
-    this.spaceWaiters = [];
-    for (const w of space) w();
+    this.wakeSpaceWaiters();
     for (const w of this.checksumWaiters.values()) w.reject(new Error(`secondary detached: ${why}`));
     this.checksumWaiters.clear();
     this.ctx.log.warn('secondary detached', { group: this.ctx.group, why });
@@ -459,11 +471,16 @@ export class MirrorSession {
     }
     this.resync?.onDurable(Number(a.durable_seq));
     for (const d of this.repairs) d.onDurable(Number(a.durable_seq));
+    this.wakeSpaceWaiters();
+    // Coalesced with the writes of this turn: fewer, larger batches.
+    this.schedulePump();
+  }
+
+  /** Entries waiting for room in the window push again (room was made, or the stream is gone). */
+  private wakeSpaceWaiters(): void {
     const space = this.spaceWaiters;
     this.spaceWaiters = [];
     for (const w of space) w();
-    // Coalesced with the writes of this turn: fewer, larger batches.
-    this.schedulePump();
   }
 
   private settleEntries(entries: WindowEntry<Pending>[]): void {
@@ -573,7 +590,7 @@ export class MirrorSession {
         }
       }
     }
-    if (this.policy.secondary === 'outdated' && (this.outdatedWaiters.length > 0 || this.waiting.size > 0)) this.releaseOnOutdated();
+    if (this.policy.secondary === 'outdated' && (this.outdatedWaiters.size > 0 || this.waiting.size > 0)) this.releaseOnOutdated();
   }
 
   /** Records land in order, one at a time. */
@@ -587,9 +604,9 @@ export class MirrorSession {
 
   /** The secondary is durably outdated: writes that waited for it complete on local durability. */
   private releaseOnOutdated(): void {
-    const w = this.outdatedWaiters;
-    this.outdatedWaiters = [];
-    for (const r of w) r();
+    // Promise resolvers: none runs code here, so none can add to the set while it is walked.
+    for (const r of this.outdatedWaiters) r();
+    this.outdatedWaiters.clear();
     if (writeCompletion(this.policy).kind !== 'local') return;
     for (const p of this.waiting) {
       const s = p.settle;
@@ -712,9 +729,8 @@ export class MirrorSession {
 
   private noteWrite(v: SessionVolume, offsetBytes: number, lengthBytes: number): void {
     const stamp = ++this.writeStamp;
-    const first = Math.floor(offsetBytes / v.regionSizeBytes);
-    const last = Math.floor((offsetBytes + Math.max(1, lengthBytes) - 1) / v.regionSizeBytes);
-    for (let r = first; r <= last; r++) this.verifyWrites!.set(v.index * 2 ** 32 + r, stamp);
+    const last = v.dirty.lastRegionOf(offsetBytes, lengthBytes);
+    for (let r = v.dirty.regionOf(offsetBytes); r <= last; r++) this.verifyWrites!.set(v.index * 2 ** 32 + r, stamp);
   }
 
   /** For verify: a stamp now, and whether a host write touched the region after a stamp. */
@@ -793,11 +809,7 @@ export class MirrorSession {
     await this.until(() => !this.persisting.has(v.index), `the dirty map of volume ${index} to settle`);
     this.persisting.add(v.index);
     try {
-      for (const t of await resizeSessionVolume(v, sizeBytes, this.now())) {
-        const key = `${v.index}/${t}`;
-        this.alWaiters.get(key)?.();
-        this.alWaiters.delete(key);
-      }
+      this.releaseTickets(v, await resizeSessionVolume(v, sizeBytes, this.now()));
     } finally {
       this.persisting.delete(v.index);
     }

@@ -2,10 +2,9 @@
 // primary from its MirrorSession (ack mode, RTT, lag, the secondary's record, resync progress), at
 // a secondary from its applier link and its copy's record. Pure mapping, no I/O.
 import type { GroupRecord } from '../meta-store.ts';
+import type { LinkStatus } from './mirror-applier.ts';
 import type { MirrorSession } from './mirror-session.ts';
 import type { ResyncRunProgress } from './resync-driver.ts';
-
-export interface LinkStatus { attached: boolean; appliedSeq: number; durableSeq: number }
 
 export function mirrorStatusMessage(o: {
   peerSite: string;

@@ -88,6 +88,19 @@ export class RegionBitmap {
   copy(): RegionBitmap {
     return new RegionBitmap(this.regionCount, this.bytes);
   }
+
+  /** Every one of regionCount regions set. */
+  static full(regionCount: number): RegionBitmap {
+    return new RegionBitmap(regionCount, fitBitmap(new Uint8Array(Math.ceil(regionCount / 8)).fill(0xff), regionCount));
+  }
+}
+
+/** An LSB-first region bitmap cut or zero-extended to regionCount regions (bits past the new end cleared). */
+export function fitBitmap(bytes: Uint8Array, regionCount: number): Uint8Array {
+  const out = new Uint8Array(Math.ceil(regionCount / 8));
+  out.set(bytes.subarray(0, out.length));
+  if (regionCount & 7 && out.length <= bytes.length) out[out.length - 1] &= (1 << (regionCount & 7)) - 1;
+  return out;
 }
 
 function popcount8(b: number): number {

@@ -64,12 +64,12 @@ export class RegionGate {
     }
   }
 
-  /** Starts tracking writes per region; resolves once writes that were only counted are done. */
   /** A resync or repair still holds the gate (it may be reading or sending a region). */
   get inUse(): boolean {
     return this.users > 0;
   }
 
+  /** Starts tracking writes per region; resolves once writes that were only counted are done. */
   async use(): Promise<void> {
     this.users++;
     if (this.untracked > 0) await new Promise<void>((resolve) => this.untrackedDrained.push(resolve));

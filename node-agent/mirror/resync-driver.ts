@@ -11,7 +11,7 @@ import type { DirtyMap } from './dirty-map.ts';
 import { RegionBitmap } from './region-bitmap.ts';
 import { regionChecksums } from './region-checksums.ts';
 import type { RegionGate } from './region-gate.ts';
-import { ResyncPlan, type RegionRange, type ResyncKind, type ResyncPlanConfig, type ResyncProgress } from './resync-plan.ts';
+import { ResyncPlan, resyncRegions, type RegionRange, type ResyncKind, type ResyncPlanConfig, type ResyncProgress } from './resync-plan.ts';
 
 export const resyncDefaults = {
   /** Regions per checksum request or send step. */
@@ -52,8 +52,9 @@ interface Job {
   plan: ResyncPlan;
   /** Sequence -> region of resync entries not yet durable. */
   inflight: Map<number, number>;
-  /** Resolved by onDurable and onChecksums: the plan may have a next step. */
+  /** Resync entries of this volume entered in the stream (ResyncComplete.regions_sent). */
   regionsSent: number;
+  /** Regions the checksums found equal, not sent (ResyncComplete.regions_matched). */
   regionsMatched: number;
   completeSeq?: number;
 }
@@ -90,10 +91,7 @@ export class ResyncDriver {
 
   /** A volume's request (ResyncRequest, or regions a verify found differing); runs in arrival order. */
   add(volume: number, kind: ResyncKind, peerDirty?: RegionBitmap): void {
-    const v = this.host.volumes[volume];
-    const local = v.dirty.resyncRegions();
-    const regions = peerDirty ? local.union(peerDirty) : local;
-    this.addRegions(volume, kind, regions);
+    this.addRegions(volume, kind, resyncRegions(this.host.volumes[volume].dirty.resyncRegions(), peerDirty));
   }
 
   addRegions(volume: number, kind: ResyncKind, regions: RegionBitmap): void {

@@ -118,7 +118,7 @@ export class ResyncPlan {
     this.regionCount = Math.ceil(config.volumeSizeBytes / config.regionSizeBytes);
     assert(regions.regionCount === this.regionCount, `plan of ${regions.regionCount} regions for a volume of ${this.regionCount}`);
     assert(config.batchRegionsMax >= 1 && config.inflightBytesMax > 0, 'resync batch and window must be positive');
-    this.todo = kind === 'full' ? fullBitmap(this.regionCount) : regions.copy();
+    this.todo = kind === 'full' ? RegionBitmap.full(this.regionCount) : regions.copy();
     this.regionsTotal = this.todo.count;
     let bytes = 0;
     for (let r = this.todo.nextSet(0); r >= 0; r = this.todo.nextSet(r + 1)) bytes += this.range(r).lengthBytes;
@@ -247,12 +247,6 @@ export class ResyncPlan {
   private finished(): boolean {
     return this.todo.count === 0 && this.inflight.size === 0 && this.sendQueue.length === 0 && this.compareOutstanding === undefined;
   }
-}
-
-function fullBitmap(regionCount: number): RegionBitmap {
-  const b = new RegionBitmap(regionCount);
-  for (let r = 0; r < regionCount; r++) b.set(r);
-  return b;
 }
 
 // ---------------------------------------------------------------- verify
