@@ -7,6 +7,8 @@ import type { CommandSpec, LogicalUnit } from './command-table.ts';
 import { allocated } from './spc-commands.ts';
 import { Asc, SenseKey, checkCondition, good, goodStatus, illegalRequest, invalidFieldInCdb } from './sense.ts';
 import type { ScsiRequest, ScsiResponse } from './types.ts';
+import { readPooled } from '../storage/block-device.ts';
+import { noRelease } from '../storage/buffer-pool.ts';
 
 /** Where a CDB layout keeps its fields. */
 export interface Layout {
@@ -47,12 +49,9 @@ function read(l: Layout) {
     if (outOfRange(lu, lba, blocks)) return lbaOutOfRange(bytes);
     if (blocks > lu.transferMaxBlocks) return invalidFieldInCdb(l.lengthAt);
     if (blocks === 0) return good(undefined, 0);
-    if (lu.device.readPooled) {
-      const p = await lu.device.readPooled(lba * lu.blockSizeBytes, bytes);
-      return { ...good(p.data, bytes), release: p.release };
-    }
-    const data = await lu.device.read(lba * lu.blockSizeBytes, bytes);
-    return good(data, bytes);
+    const p = await readPooled(lu.device, lba * lu.blockSizeBytes, bytes);
+    // A buffer the pool does not own (small reads) has nothing to give back: no release to carry.
+    return p.release === noRelease ? good(p.data, bytes) : { ...good(p.data, bytes), release: p.release };
   };
 }
 

@@ -1,6 +1,6 @@
 // The storage edge of the SCSI layer: a fixed-size byte-addressed device.
 // Offsets and lengths are bytes; callers keep them inside sizeBytes (the SCSI layer checks LBA ranges first).
-import type { PooledBuffer } from './buffer-pool.ts';
+import { noRelease, type PooledBuffer } from './buffer-pool.ts';
 
 export interface BlockDevice {
   /** Capacity in bytes; a multiple of blockSizeBytes. */
@@ -51,5 +51,5 @@ export class AccessUnavailable extends Error {
 /** A read into a pooled buffer where the device offers one; else a plain read with nothing to give back. */
 export function readPooled(device: BlockDevice, offsetBytes: number, lengthBytes: number): Promise<PooledBuffer> {
   if (device.readPooled) return device.readPooled(offsetBytes, lengthBytes);
-  return device.read(offsetBytes, lengthBytes).then((data) => ({ data, release: () => undefined }));
+  return device.read(offsetBytes, lengthBytes).then((data) => ({ data, release: noRelease }));
 }

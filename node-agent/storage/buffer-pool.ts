@@ -23,7 +23,8 @@ export interface BufferPoolConfig {
 
 export const bufferPoolDefaults: BufferPoolConfig = { minBytes: 64 * 1024, maxBytes: 8 * 1024 * 1024, freeBytesMax: 64 * 1024 * 1024 };
 
-const noRelease = (): void => undefined;
+/** The release of a buffer that is not the pool's (nothing to give back): callers may skip it. */
+export const noRelease = (): void => undefined;
 
 export class BufferPool {
   private readonly free = new Map<number, Buffer[]>();

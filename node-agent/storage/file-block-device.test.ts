@@ -136,7 +136,7 @@ test('small whole-page writes run inline and read back; partial pages, FUA and l
   t.is(dev.inlineStats.writes, 1);
   t.deepEqual(await dev.read(8192, 4096), page);
   await dev.writev(16384, [page.subarray(0, 1000), page.subarray(1000)]);
-  t.is(dev.inlineStats.writes, 2, 'pieces of one page are joined and written inline');
+  t.is(dev.inlineStats.writes, 2, 'pieces of one page are written inline');
   t.deepEqual(await dev.read(16384, 4096), page);
   await dev.write(512, Buffer.alloc(4096, 1)); // not page aligned
   await dev.write(4096 * 10, page, { fua: true }); // FUA waits for fdatasync: never inline
@@ -144,6 +144,16 @@ test('small whole-page writes run inline and read back; partial pages, FUA and l
   t.is(dev.inlineStats.writes, 2);
   t.deepEqual(await dev.read(512, 4096), Buffer.alloc(4096, 1));
   t.deepEqual(await dev.read(MiB, MiB), Buffer.alloc(MiB, 2));
+});
+
+test('an inline writev of more parts than one pwritev(2) takes writes the rest after it, back to back', async (t) => {
+  const path = join(await tempDir(t), 'vol');
+  const dev = await openFileBlockDevice({ path, sizeBytes: 8 * MiB });
+  t.teardown(() => dev.close());
+  const parts = Array.from({ length: 2048 }, (_, i) => Buffer.alloc(32, i & 0xff)); // 64 KiB, whole pages
+  await dev.writev(65536, parts);
+  t.is(dev.inlineStats.writes, 1);
+  t.deepEqual(await dev.read(65536, 65536), Buffer.concat(parts));
 });
 
 test('an inline write that stalls turns inline writes off for the back-off time', async (t) => {

@@ -4,7 +4,7 @@
 // deallocate() punches holes (hole-punch.ts) for large aligned ranges and writes zeros for the rest.
 // An AllocationMap records the granules written since open, so mappedBytesFrom() answers without I/O.
 // Small whole-page writes without FUA, and small reads, are tried on the calling thread first (inline
-// I/O): the same pwrite(2)/pread(2), the same completion semantics, without a thread-pool round trip
+// I/O): the same pwrite(2)/pwritev(2)/pread(2), the same completion semantics, without a thread-pool round trip
 // per command.
 // READ and WRITE call fs.read/fs.write (fs.writev for Data-Out in pieces) on the descriptor: one promise per call and none of the
 // FileHandle promise machinery, which costs more than a 4 KiB copy into the page cache.
@@ -104,25 +104,23 @@ export class FileBlockDevice implements BlockDevice {
     public sizeBytes: number,
     readonly blockSizeBytes: number,
     private readonly path: string,
-    private readonly inline: InlineIoPolicy | false = inlineWriteDefaults,
-    private readonly inlineRead: InlineIoPolicy | false = inlineReadDefaults,
+    private readonly inline: InlineIoPolicy | false,
+    private readonly inlineRead: InlineIoPolicy | false,
   ) {
     this.allocation = new AllocationMap(sizeBytes, mapGranuleBytes);
   }
 
   async read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
     this.checkRange(offsetBytes, lengthBytes);
-    const buf = Buffer.allocUnsafe(lengthBytes);
-    if (this.inlineReadAllowed(lengthBytes)) return this.readInline(buf, offsetBytes);
-    return new Promise((resolve, reject) => readFully(this.handle.fd, buf, 0, offsetBytes, resolve, reject));
+    return this.readInto(Buffer.allocUnsafe(lengthBytes), offsetBytes);
   }
 
   async readPooled(offsetBytes: number, lengthBytes: number): Promise<PooledBuffer> {
     this.checkRange(offsetBytes, lengthBytes);
     const p = readBufferPool.acquire(lengthBytes);
     try {
-      if (this.inlineReadAllowed(lengthBytes)) this.readInline(p.data, offsetBytes);
-      else await new Promise<Buffer>((resolve, reject) => readFully(this.handle.fd, p.data, 0, offsetBytes, resolve, reject));
+      const read = this.readInto(p.data, offsetBytes);
+      if (read instanceof Promise) await read;
     } catch (err) {
       p.release();
       throw err;
@@ -149,7 +147,7 @@ export class FileBlockDevice implements BlockDevice {
     for (const part of parts) total += part.length;
     this.checkRange(offsetBytes, total);
     if (opts?.fua !== true && this.inlineAllowed(offsetBytes, total)) {
-      this.writeInline(offsetBytes, parts.length === 1 ? parts[0] : Buffer.concat(parts, total));
+      this.writevInline(offsetBytes, parts, total);
       return;
     }
     const written = new Promise<void>((resolve, reject) => writevFully(this.handle.fd, parts, 0, offsetBytes, () => {
@@ -167,6 +165,12 @@ export class FileBlockDevice implements BlockDevice {
   private inlineReadAllowed(lengthBytes: number): boolean {
     const p = this.inlineRead;
     return p !== false && lengthBytes <= p.bytesMax && performance.now() >= this.inlineReadsOffUntilMs;
+  }
+
+  /** buf filled from offsetBytes: on this thread when allowed (buf itself, a failure throws), else on the pool. */
+  private readInto(buf: Buffer, offsetBytes: number): Buffer | Promise<Buffer> {
+    if (this.inlineReadAllowed(buf.length)) return this.readInline(buf, offsetBytes);
+    return new Promise((resolve, reject) => readFully(this.handle.fd, buf, 0, offsetBytes, resolve, reject));
   }
 
   /** pread(2) on this thread until buf is full (zeros past the end of a shorter file); a failure throws. */
@@ -193,14 +197,28 @@ export class FileBlockDevice implements BlockDevice {
   /** pwrite(2) on this thread; a failure throws (the caller's promise rejects, as from the pool). */
   private writeInline(offsetBytes: number, data: Buffer): void {
     const startMs = performance.now();
-    for (let done = 0; done < data.length; ) done += fs.writeSync(this.handle.fd, data, done, data.length - done, offsetBytes + done);
+    writeSyncFully(this.handle.fd, data, offsetBytes);
+    this.inlineWritten(startMs, offsetBytes, data.length);
+  }
+
+  /** pwritev(2) of the parts on this thread, no joined copy; only what a short write leaves (rare) is
+   *  joined, and written with pwrite(2). A failure throws, as in writeInline. */
+  private writevInline(offsetBytes: number, parts: readonly Buffer[], lengthBytes: number): void {
+    const startMs = performance.now();
+    const written = fs.writevSync(this.handle.fd, parts.length > iovMax ? parts.slice(0, iovMax) : parts, offsetBytes);
+    if (written < lengthBytes) writeSyncFully(this.handle.fd, bytesAfter(parts, written), offsetBytes + written);
+    this.inlineWritten(startMs, offsetBytes, lengthBytes);
+  }
+
+  /** An inline write that began at startMs is done: one that took over stallMs turns inline writes off for backoffMs. */
+  private inlineWritten(startMs: number, offsetBytes: number, lengthBytes: number): void {
     const tookMs = performance.now() - startMs;
     this.inlineStats.writes++;
     if (this.inline !== false && tookMs > this.inline.stallMs) {
       this.inlineStats.stalls++;
       this.inlineOffUntilMs = startMs + tookMs + this.inline.backoffMs;
     }
-    this.allocation.markMapped(offsetBytes, data.length);
+    this.allocation.markMapped(offsetBytes, lengthBytes);
   }
 
   /** Bytes from offsetBytes on (at most limitBytes) written since open and not deallocated since:
@@ -285,6 +303,19 @@ function writeFully(fd: number, data: Buffer, done: number, positionBytes: numbe
     else if (done + bytesWritten >= data.length) resolve();
     else writeFully(fd, data, done + bytesWritten, positionBytes, resolve, reject);
   });
+}
+
+/** pwrite(2) on this thread until every byte of data is written. */
+function writeSyncFully(fd: number, data: Buffer, positionBytes: number): void {
+  for (let done = 0; done < data.length; ) done += fs.writeSync(fd, data, done, data.length - done, positionBytes + done);
+}
+
+/** The bytes of parts after the first skipBytes (fewer than they hold), joined. */
+function bytesAfter(parts: readonly Buffer[], skipBytes: number): Buffer {
+  let i = 0;
+  let skip = skipBytes;
+  while (skip >= parts[i].length) skip -= parts[i++].length;
+  return Buffer.concat([parts[i].subarray(skip), ...parts.slice(i + 1)]);
 }
 
 /** Buffers per pwritev(2) call; Linux's IOV_MAX. */
