@@ -16,11 +16,19 @@ export const protoLoaderOptions: protoLoader.Options = {
   includeDirs: [protosDir],
 };
 
+/** Parsed once per file: dial() reaches here on every call, and parsing agent.proto takes ms. */
+const loaded = new Map<string, grpc.GrpcObject>();
+
 /** Loads protos/<file> and returns the package object (e.g. `metrocluster.v1`). */
 export function loadProto(file: string): grpc.GrpcObject {
-  const def = protoLoader.loadSync(path.join(protosDir, file), protoLoaderOptions);
-  const root = grpc.loadPackageDefinition(def);
-  return (root.metrocluster as grpc.GrpcObject).v1 as grpc.GrpcObject;
+  let pkg = loaded.get(file);
+  if (pkg === undefined) {
+    const def = protoLoader.loadSync(path.join(protosDir, file), protoLoaderOptions);
+    const root = grpc.loadPackageDefinition(def);
+    pkg = (root.metrocluster as grpc.GrpcObject).v1 as grpc.GrpcObject;
+    loaded.set(file, pkg);
+  }
+  return pkg;
 }
 
 export function serviceOf(file: string, name: string): grpc.ServiceClientConstructor {
