@@ -6,7 +6,8 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../common/log.ts';
 import { DaemonError } from '../common/daemon.ts';
 import { formatIssue, parseTopology, type Topology } from '../common/topology/index.ts';
-import { checkApplyRequest, type ApplyOutcome, type ApplyRequest } from '../common/topology-apply-wire.ts';
+import { applyGate, checkApplyRequest, type ApplyOutcome, type ApplyRequest } from '../common/topology-apply-wire.ts';
+import { refusalStatus } from '../common/grpc-validate.ts';
 import type { RecordStore } from './record-store.ts';
 
 export async function witnessTopology(store: RecordStore, fromFile: Topology, log: Logger): Promise<Topology> {
@@ -31,34 +32,25 @@ export function witnessTopologyService(ctx: {
   log: Logger;
 }): grpc.UntypedServiceImplementation {
   type Callback = (err: grpc.ServiceError | null, reply?: object) => void;
-  const fail = (cb: Callback, code: grpc.status, details: string): void =>
-    cb({ code, details, name: 'TopologyRefusal', message: details, metadata: new grpc.Metadata() });
+  const fail = (cb: Callback, code: grpc.status, details: string): void => cb(refusalStatus(code, details));
   let queue: Promise<unknown> = Promise.resolve();
 
   const step = async (q: ApplyRequest): Promise<ApplyOutcome> => {
     const refuse = (message: string, code: 'invalid' | 'precondition' = 'precondition'): ApplyOutcome => ({ refused: true, code, message });
-    if (q.cluster !== ctx.cluster) return refuse(`the witness serves cluster "${ctx.cluster}", not "${q.cluster}"`);
     const rec = ctx.store.topology()!;
-    if (q.phase !== 'prepare') {
-      if (q.version !== rec.version || q.text !== rec.text) return refuse(`the witness has not prepared version ${q.version} of this topology (it holds version ${rec.version})`);
-      const expected = q.phase === 'commit' ? 'prepare' : 'commit';
-      if (rec.pendingPhase !== expected) return { refused: false, version: rec.version, done: [] };
-      if (q.phase === 'commit') {
-        const parsed = parseTopology(q.text, rec.file);
-        if (!parsed.ok) return refuse('the prepared topology no longer parses', 'invalid');
-        await ctx.register(parsed.topology);
-        await ctx.store.saveTopology({ ...rec, pendingPhase: 'commit' });
-        return { refused: false, version: rec.version, done: parsed.topology.groups.map((g) => `witness: group ${g.name} registered (lease ${parsed.topology.failover.leaseMs} ms, maxDataLossMs ${parsed.topology.failover.maxDataLossMs})`) };
-      }
+    const gate = applyGate(q, { who: 'the witness', cluster: ctx.cluster, applied: rec });
+    if (!('run' in gate)) return gate;
+    if (gate.run === 'commit') {
+      const parsed = parseTopology(q.text, rec.file);
+      if (!parsed.ok) return refuse('the prepared topology no longer parses', 'invalid');
+      await ctx.register(parsed.topology);
+      await ctx.store.saveTopology({ ...rec, pendingPhase: 'commit' });
+      return { refused: false, version: rec.version, done: parsed.topology.groups.map((g) => `witness: group ${g.name} registered (lease ${parsed.topology.failover.leaseMs} ms, maxDataLossMs ${parsed.topology.failover.maxDataLossMs})`) };
+    }
+    if (gate.run === 'finish') {
       await ctx.store.saveTopology({ ...rec, pendingPhase: undefined });
       return { refused: false, version: rec.version, done: [] };
     }
-    const same = q.version === rec.version && q.text === rec.text;
-    // The same version again (metroctl completing an interrupted apply): a prepare that was followed
-    // by a commit, or the whole version, is done; only a prepare left as the last phase runs again.
-    if (same && rec.pendingPhase !== 'prepare') return { refused: false, version: rec.version, done: [] };
-    const again = same;
-    if (!again && q.version <= rec.version) return refuse(`version ${q.version} is not newer than version ${rec.version}, which the witness already applied`);
     // Relative paths resolve against the witness's own topology file (as at the agents).
     const parsed = parseTopology(q.text, rec.file);
     if (!parsed.ok) return refuse(`the topology is invalid: ${parsed.errors.slice(0, 5).map(formatIssue).join('; ')}`, 'invalid');
