@@ -10,6 +10,7 @@ import { DaemonError } from './daemon.ts';
 import { assert } from './assert.ts';
 import type { Logger } from './log.ts';
 import { LogLimiter } from './log-limiter.ts';
+import { endStreamWith, refusalStatus } from './grpc-validate.ts';
 import { authorize, requirementsOf, type AccessTable } from './tls/authorization.ts';
 import { describeIdentity, identityUri } from './tls/identity.ts';
 import {
@@ -45,9 +46,9 @@ function guarded(entry: ServiceEntry, sec: GrpcSecurity, logRefusal: (meta: Reco
       logRefusal({
         method: attrs.path, caller: caller ? identityUri(caller) : 'no identity', peer: call.getPeer?.(), reason: d.reason,
       });
-      const status = { code: grpc.status.PERMISSION_DENIED, details: `permission denied: ${d.reason}`, metadata: new grpc.Metadata() };
-      if (attrs.responseStream) call.emit('error', status);
-      else callback!(status);
+      const details = `permission denied: ${d.reason}`;
+      if (attrs.responseStream) endStreamWith(call, grpc.status.PERMISSION_DENIED, details);
+      else callback!(refusalStatus(grpc.status.PERMISSION_DENIED, details));
     };
     out[name] = handler as grpc.UntypedHandleCall;
   }

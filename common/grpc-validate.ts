@@ -48,11 +48,6 @@ export function checkName(field: string, raw: unknown): string | undefined {
   return undefined;
 }
 
-export function checkOneOf(field: string, raw: unknown, allowed: readonly string[]): string | undefined {
-  if (typeof raw === 'string' && allowed.includes(raw)) return undefined;
-  return `${field} ${describe(raw)} is not one of ${allowed.join(', ')}`;
-}
-
 export function checkBytes(field: string, raw: unknown, bytesMax: number, bytesMin = 0): string | undefined {
   if (!Buffer.isBuffer(raw)) return `${field} is not bytes`;
   if (raw.length < bytesMin || raw.length > bytesMax) return `${field} holds ${raw.length} bytes, expected ${bytesMin} to ${bytesMax}`;

@@ -8,6 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { createLogger, type Logger } from '../common/log.ts';
 import { LogLimiter } from '../common/log-limiter.ts';
 import { serviceOf } from '../common/proto.ts';
+import { refusalStatus } from '../common/grpc-validate.ts';
 import { startGrpcServer, shutdownGrpcServer } from '../common/grpc-server.ts';
 import { loadTopologyOrExit, announceReady, onStopSignal, runMain, EXIT_USAGE } from '../common/daemon.ts';
 import { VERSION } from '../common/version.ts';
@@ -51,8 +52,7 @@ function answer<T extends object>(cb: Callback, work: () => Promise<T>, log: Log
   Promise.resolve().then(work).then(
     (reply) => cb(null, reply),
     (err: unknown) => {
-      const fail = (code: grpc.status, details: string): void =>
-        cb({ code, details, name: 'WitnessRefusal', message: details, metadata: new grpc.Metadata() });
+      const fail = (code: grpc.status, details: string): void => cb(refusalStatus(code, details));
       if (err instanceof InvalidWitnessRequest) {
         refusals.warn('witness call refused', { call: call.getPath(), peer: call.getPeer(), reason: err.message });
         return fail(grpc.status.INVALID_ARGUMENT, err.message);
@@ -105,7 +105,7 @@ async function main(): Promise<void> {
     address: w.address,
     port: w.port,
     log,
-    services: [reachService(topology, 'witness'), drillsService(drills, topology, () => service.records()), {
+    services: [reachService(topology, 'witness'), drillsService(drills), {
       definition: Witness.service,
       access: { Health: 'viewer', RegisterGroup: ['agent', 'admin'], Arbitrate: 'agent', GetTopology: 'viewer', ApplyTopology: 'admin' },
       implementation: {
@@ -134,7 +134,7 @@ async function main(): Promise<void> {
           if (caller?.kind === 'agent' && String(call.request.site) !== caller.site) {
             const details = `permission denied: agent ${caller.site} may not arbitrate for site ${String(call.request.site)}`;
             refusals.warn('call refused', { method: 'Arbitrate', caller: identityUri(caller), peer: call.getPeer(), reason: details });
-            return cb({ code: grpc.status.PERMISSION_DENIED, details, name: 'WitnessRefusal', message: details, metadata: new grpc.Metadata() });
+            return cb(refusalStatus(grpc.status.PERMISSION_DENIED, details));
           }
           answer(cb, async () => replyToWire(await service.arbitrate(requestFromWire(call.request))), log, refusals, call);
         },

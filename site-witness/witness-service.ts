@@ -12,24 +12,23 @@ export class InvalidWitnessRequest extends Error {
   override name = 'InvalidWitnessRequest';
 }
 
-const nameMax = nameBytesMax;
 const safe = (n: number): boolean => safeU64(n) !== undefined;
 /** A lease longer than this would let a silent primary block failover for too long to be meant. */
 export const leaseMsMax = 3_600_000;
 
 function checkRequest(r: WitnessRequest): void {
   const names = [r.key.cluster, r.key.group, r.site];
-  if (names.some((s) => s.length === 0 || s.length > nameMax)) throw new InvalidWitnessRequest('cluster, group and site must be names of 1 to 223 characters');
+  if (names.some((s) => s.length === 0 || s.length > nameBytesMax)) throw new InvalidWitnessRequest(`cluster, group and site must be names of 1 to ${nameBytesMax} characters`);
   if (![r.epoch, r.seq, r.sentAtMs, r.incarnation].every(safe)) throw new InvalidWitnessRequest('epoch, seq, sent_at_ms and incarnation must be integers below 2^53');
-  if (r.ask.kind === 'handover' && (r.ask.to.length === 0 || r.ask.to.length > nameMax)) throw new InvalidWitnessRequest('handover needs a site to hand over to');
-  if (r.ask.kind === 'epoch-report' && (r.ask.primary.length === 0 || r.ask.primary.length > nameMax)) throw new InvalidWitnessRequest('an epoch report names the primary of its epoch');
+  if (r.ask.kind === 'handover' && (r.ask.to.length === 0 || r.ask.to.length > nameBytesMax)) throw new InvalidWitnessRequest('handover needs a site to hand over to');
+  if (r.ask.kind === 'epoch-report' && (r.ask.primary.length === 0 || r.ask.primary.length > nameBytesMax)) throw new InvalidWitnessRequest('an epoch report names the primary of its epoch');
   if (r.ask.kind === 'secondary-status' && r.ask.lagMs !== null && !safe(r.ask.lagMs)) throw new InvalidWitnessRequest('lag_ms must be an integer below 2^53');
 }
 
 function checkRegistration(g: GroupRegistration): void {
   const names = [g.key.cluster, g.key.group, ...g.sites, g.preferredSite];
   if (g.sites.length !== 2 || g.sites[0] === g.sites[1]) throw new InvalidWitnessRequest('a group has exactly two distinct sites');
-  if (names.some((s) => s.length === 0 || s.length > nameMax)) throw new InvalidWitnessRequest('cluster, group and site must be names of 1 to 223 characters');
+  if (names.some((s) => s.length === 0 || s.length > nameBytesMax)) throw new InvalidWitnessRequest(`cluster, group and site must be names of 1 to ${nameBytesMax} characters`);
   if (!g.sites.includes(g.preferredSite)) throw new InvalidWitnessRequest('the preferred site must be one of the two sites');
   if (!safe(g.leaseMs) || g.leaseMs === 0 || g.leaseMs > leaseMsMax || !safe(g.maxDataLossMs)) {
     throw new InvalidWitnessRequest(`lease_ms must be from 1 to ${leaseMsMax} and max_data_loss_ms an integer below 2^53`);

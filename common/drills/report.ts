@@ -73,6 +73,25 @@ export interface DrillReport {
   finalPrimary: string | null;
 }
 
+/**
+ * A report as its drill starts: nothing measured, no phase run. The runner fills it in phase by
+ * phase; a drill skipped because another runs ends it at once (outcome, endedAt, reason).
+ */
+export function newDrillReport(o: {
+  id: string;
+  drill: { name: string; group: string; failback: boolean };
+  cluster: string;
+  trigger: DrillReport['trigger'];
+  requestedBy: string;
+  startedAt: string;
+}): DrillReport {
+  return {
+    id: o.id, drill: o.drill.name, group: o.drill.group, cluster: o.cluster, trigger: o.trigger, requestedBy: o.requestedBy,
+    startedAt: o.startedAt, endedAt: null, outcome: 'running', reason: null, from: null, to: null, failback: o.drill.failback,
+    rtoMs: null, failbackRtoMs: null, rpoMs: null, rpoBasis: 'not measured', rpoEvidence: null, verify: null, probe: null, phases: [], finalPrimary: null,
+  };
+}
+
 const ms = (n: number | null): string => n === null ? 'not measured' : `${n} ms`;
 
 export function reportMarkdown(r: DrillReport): string {

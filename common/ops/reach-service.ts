@@ -5,6 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Topology } from '../topology/index.ts';
 import { dial, call } from '../grpc-client.ts';
 import { serviceOf } from '../proto.ts';
+import { refusalStatus } from '../grpc-validate.ts';
 import type { ServiceEntry } from '../grpc-server.ts';
 
 export const reachDeadlineDefaultMs = 1000;
@@ -23,7 +24,7 @@ export function reachService(t: Topology, from: string): ServiceEntry {
         const site = t.sites.find((s) => s.name === name);
         if (!site) {
           const details = `site "${name}" is not in this topology (its sites: ${t.sites.map((s) => s.name).join(', ')})`;
-          cb({ code: grpc.status.INVALID_ARGUMENT, details, name: 'ReachRefused', message: details, metadata: new grpc.Metadata() });
+          cb(refusalStatus(grpc.status.INVALID_ARGUMENT, details));
           return;
         }
         const asked = Number(c.request.deadline_ms ?? 0);

@@ -12,7 +12,7 @@ import { DaemonError } from '../daemon.ts';
 import { assert } from '../assert.ts';
 import { readPrivateFileSync } from '../private-file.ts';
 import { describeIdentity, identityFromSan, sameIdentity, type Identity } from './identity.ts';
-import { autoPkiDir, caFiles, pairFiles, localAdminName, usesAutoPki } from './pki.ts';
+import { autoPkiDir, caFiles, localAdmin, pairFiles, usesAutoPki } from './pki.ts';
 
 export type GrpcSecurity =
   | { mode: 'insecure'; topology: Topology; self: Identity; warnings: string[] }
@@ -69,7 +69,7 @@ function filesFor(t: Topology, self: Identity | 'operator', given: ClientFiles):
     }
     return { ca, ...pair };
   }
-  const id: Identity = self === 'operator' ? { kind: 'admin', cluster: t.name, name: localAdminName } : self;
+  const id: Identity = self === 'operator' ? localAdmin(t) : self;
   return { ca, ...pairFiles(autoPkiDir(t), id) };
 }
 
@@ -79,7 +79,7 @@ function filesFor(t: Topology, self: Identity | 'operator', given: ClientFiles):
  * be private. Every refusal names files, never their contents.
  */
 export function loadGrpcSecurity(t: Topology, self: Identity | 'operator', given: ClientFiles = {}): GrpcSecurity {
-  const operatorDefault: Identity = { kind: 'admin', cluster: t.name, name: localAdminName };
+  const operatorDefault = localAdmin(t);
   if (t.security?.insecure) return { mode: 'insecure', topology: t, self: self === 'operator' ? operatorDefault : self, warnings: [insecureWarning] };
   const files = filesFor(t, self, given);
   if (usesAutoPki(t) && !fs.existsSync(files.ca) && given.cert === undefined) {
@@ -157,8 +157,8 @@ export function daemonAt(t: Topology, address: string, port: number, dialler?: I
   if (site) return { kind: 'agent', cluster: t.name, site: site.name };
   const own = dialler?.kind === 'agent' ? t.sites.find((s) => s.name === dialler.site) : undefined;
   const peer = t.sites.find((s) => s !== own);
-  if (own?.routes && peer && at(own.routes.peer)) return { kind: 'agent', cluster: t.name, site: peer.name };
-  if (own?.routes && at(own.routes.witness)) return { kind: 'witness', cluster: t.name };
+  if (own && peer && at(own.routes.peer)) return { kind: 'agent', cluster: t.name, site: peer.name };
+  if (own && at(own.routes.witness)) return { kind: 'witness', cluster: t.name };
   return undefined;
 }
 

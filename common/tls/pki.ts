@@ -55,6 +55,16 @@ export function daemonIdentities(t: Topology): Identity[] {
   ];
 }
 
+/** The admin `metroctl` is on the automatic PKI (and when insecure). */
+export function localAdmin(t: Topology): Identity {
+  return { kind: 'admin', cluster: t.name, name: localAdminName };
+}
+
+/** Every identity the automatic PKI issues a certificate to: the daemons and the local admin. */
+export function autoPkiIdentities(t: Topology): Identity[] {
+  return [...daemonIdentities(t), localAdmin(t)];
+}
+
 export async function issueFor(t: Topology, ca: TlsKeyPair, id: Identity, out: TlsKeyPair, days = leafValidityDays): Promise<void> {
   const now = Date.now();
   await issueCertificate({
@@ -68,7 +78,7 @@ async function buildFresh(t: Topology, dir: string): Promise<void> {
   fs.mkdirSync(dir, { mode: 0o700 });
   const ca = caFiles(dir);
   await createCa({ cluster: t.name, certFile: ca.cert, keyFile: ca.key, days: caValidityDays });
-  for (const id of [...daemonIdentities(t), { kind: 'admin', cluster: t.name, name: localAdminName } as Identity]) {
+  for (const id of autoPkiIdentities(t)) {
     await issueFor(t, ca, id, pairFiles(dir, id));
   }
 }
@@ -137,7 +147,7 @@ export async function ensurePkiAt(t: Topology, dir: string): Promise<{ dir: stri
       fs.rmSync(fresh, { recursive: true, force: true });
     }
   }
-  const missing = (): Identity[] => [...daemonIdentities(t), { kind: 'admin', cluster: t.name, name: localAdminName } as Identity]
+  const missing = (): Identity[] => autoPkiIdentities(t)
     .filter((id) => { const f = pairFiles(dir, id); return !fs.existsSync(f.cert) || !fs.existsSync(f.key); });
   if (!fs.existsSync(caFiles(dir).cert)) throw new DaemonError(`${dir} exists but holds no cluster CA (ca.crt): move it aside or name an empty folder`);
   // A restart finds everything in place and takes no lock.

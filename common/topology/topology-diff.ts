@@ -27,6 +27,9 @@ export interface TopologyPlan {
   refusals: string[];
 }
 
+/** The replication settings, compared for the cluster's defaults and for each group's. */
+const replicationKeys = ['ack', 'syncMaxRttMs', 'maxLagMs', 'resyncMbps'] as const;
+
 export function diffTopology(from: Topology, to: Topology): TopologyPlan {
   const changes: PlannedChange[] = [];
   const refusals: string[] = [];
@@ -35,7 +38,7 @@ export function diffTopology(from: Topology, to: Topology): TopologyPlan {
   }
   diffSites(from, to, changes, refusals);
   diffGroups(from, to, changes, refusals);
-  diffSettings(from, to, changes, refusals);
+  diffSettings(from, to, changes);
   return { changes, refusals };
 }
 
@@ -101,7 +104,7 @@ function diffGroups(from: Topology, to: Topology, changes: PlannedChange[], refu
         sentence: `group ${g.name}: preferred site ${old.preferredSite} -> ${g.preferredSite} (the group moves at its next failback or switchover, not now)`,
       });
     }
-    for (const k of ['ack', 'syncMaxRttMs', 'maxLagMs', 'resyncMbps'] as const) {
+    for (const k of replicationKeys) {
       if (old.replication[k] !== g.replication[k]) changes.push(setting(`groups[${g.name}].replication.${k}`, String(old.replication[k]), String(g.replication[k])));
     }
   }
@@ -151,8 +154,8 @@ function diffVolumes(old: Group, g: Group, changes: PlannedChange[], refusals: s
   }
 }
 
-function diffSettings(from: Topology, to: Topology, changes: PlannedChange[], _refusals: string[]): void {
-  for (const k of ['ack', 'syncMaxRttMs', 'maxLagMs', 'resyncMbps'] as const) {
+function diffSettings(from: Topology, to: Topology, changes: PlannedChange[]): void {
+  for (const k of replicationKeys) {
     if (from.replication[k] !== to.replication[k]) changes.push(setting(`replication.${k}`, String(from.replication[k]), String(to.replication[k])));
   }
   for (const k of ['leaseMs', 'maxDataLossMs'] as const) {

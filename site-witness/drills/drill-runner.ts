@@ -5,7 +5,7 @@
 // probe's I/O pause, the RPO from the old primary's mirror status sampled through the switchover
 // and the probe block read back at the new primary (rpo-measure.ts).
 import type { Drill, Topology } from '../../common/topology/index.ts';
-import type { DrillPhaseRecord, DrillReport } from '../../common/drills/report.ts';
+import { newDrillReport, type DrillPhaseRecord, type DrillReport } from '../../common/drills/report.ts';
 import { operate, primaryOf, reachFrom, readCluster, metroctlHas } from '../../common/ops/cluster-ops.ts';
 import type { DurableRecord } from '../arbiter.ts';
 import { drillStep, startDrill, type DrillPhase, type DrillState, type PhaseResult } from './drill-machine.ts';
@@ -37,11 +37,7 @@ const handoverSampleIntervalMs = 20;
 
 export async function runDrill(e: DrillEdges, drill: Drill, o: { id: string; trigger: 'schedule' | 'manual'; requestedBy: string }): Promise<DrillReport> {
   const t = e.topology;
-  const report: DrillReport = {
-    id: o.id, drill: drill.name, group: drill.group, cluster: t.name, trigger: o.trigger, requestedBy: o.requestedBy,
-    startedAt: e.nowIso(), endedAt: null, outcome: 'running', reason: null, from: null, to: null, failback: drill.failback,
-    rtoMs: null, failbackRtoMs: null, rpoMs: null, rpoBasis: 'not measured', rpoEvidence: null, verify: null, probe: null, phases: [], finalPrimary: null,
-  };
+  const report = newDrillReport({ id: o.id, drill, cluster: t.name, trigger: o.trigger, requestedBy: o.requestedBy, startedAt: e.nowIso() });
   await e.save(report);
   const g = t.groups.find((x) => x.name === drill.group)!;
   let probe: IoProbe | null = null;

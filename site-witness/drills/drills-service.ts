@@ -7,8 +7,9 @@ import * as grpc from '@grpc/grpc-js';
 import { Cron } from 'croner';
 import type { Drill, Topology } from '../../common/topology/index.ts';
 import type { Logger } from '../../common/log.ts';
-import type { DrillReport } from '../../common/drills/report.ts';
+import { newDrillReport, type DrillReport } from '../../common/drills/report.ts';
 import { serviceOf } from '../../common/proto.ts';
+import { endStreamWith, refusalStatus } from '../../common/grpc-validate.ts';
 import type { ServiceEntry } from '../../common/grpc-server.ts';
 import type { DurableRecord } from '../arbiter.ts';
 import type { DrillStore } from './drill-store.ts';
@@ -47,17 +48,25 @@ export class DrillCoordinator {
     return this.running?.id ?? null;
   }
 
+  /** The topology's drills, the ones this coordinator runs. */
+  drills(): readonly Drill[] {
+    return this.o.topology.drills;
+  }
+
+  /** The witness's records of this cluster's groups (read-only, for runbooks). */
+  groupRecords(): DurableRecord[] {
+    return this.o.records().filter((r) => r.key.cluster === this.o.topology.name);
+  }
+
   /** Runs a drill now, or records it as skipped when another one runs. */
   async run(d: Drill, o: { trigger: 'schedule' | 'manual'; requestedBy: string; onProgress?: Listener }): Promise<DrillReport> {
     const now = new Date();
     const id = `${d.name}-${now.toISOString().replace(/[-:]/g, '').replace(/\..*/, '')}-${randomBytes(2).toString('hex')}`;
     if (this.running) {
       const r: DrillReport = {
-        id, drill: d.name, group: d.group, cluster: this.o.topology.name, trigger: o.trigger, requestedBy: o.requestedBy,
-        startedAt: now.toISOString(), endedAt: now.toISOString(), outcome: 'skipped',
+        ...newDrillReport({ id, drill: d, cluster: this.o.topology.name, trigger: o.trigger, requestedBy: o.requestedBy, startedAt: now.toISOString() }),
+        endedAt: now.toISOString(), outcome: 'skipped',
         reason: `drill ${this.running.drill} (${this.running.id}) is running: one drill at a time per cluster`,
-        from: null, to: null, failback: d.failback, rtoMs: null, failbackRtoMs: null, rpoMs: null, rpoBasis: 'not measured', rpoEvidence: null,
-        verify: null, probe: null, phases: [], finalPrimary: null,
       };
       await this.o.store.save(r);
       this.o.log.warn('drill skipped', { drill: d.name, reason: r.reason });
@@ -111,32 +120,29 @@ export class DrillCoordinator {
 
 type Unary = (call: grpc.ServerUnaryCall<Record<string, any>, object>, cb: (err: grpc.ServiceError | null, reply?: object) => void) => void;
 
-function refuse(code: grpc.status, details: string): grpc.ServiceError {
-  return { code, details, name: 'DrillRefusal', message: details, metadata: new grpc.Metadata() };
-}
-
-export function drillsService(c: DrillCoordinator, t: Topology, records: () => DurableRecord[]): ServiceEntry {
+export function drillsService(c: DrillCoordinator): ServiceEntry {
   const listDrills: Unary = (_call, cb) => cb(null, c.list());
   const getReports: Unary = (call, cb) => {
     const q = call.request;
     const id = String(q.id ?? '');
     const found = c.reports({ id, limit: Number(q.limit ?? 0), drill: String(q.drill ?? '') });
-    if (id && found.length === 0) return cb(refuse(grpc.status.NOT_FOUND, `no drill report ${id}`));
+    if (id && found.length === 0) return cb(refusalStatus(grpc.status.NOT_FOUND, `no drill report ${id}`));
     cb(null, { report_json: found.map((r) => JSON.stringify(r)) });
   };
   const groupRecords: Unary = (_call, cb) => cb(null, {
-    records: records().filter((r) => r.key.cluster === t.name).map((r) => ({
+    records: c.groupRecords().map((r) => ({
       group: r.key.group, epoch: String(r.epoch), primary: r.primary, secondary_up_to_date: r.secondaryUpToDate,
       lag_bounded: r.lagMs !== null, lag_ms: String(r.lagMs ?? 0), forced: r.forced,
-      forced_without_witness: r.forcedWithoutWitness ?? false, operator_hold: r.operatorHold ?? false,
+      forced_without_witness: r.forcedWithoutWitness, operator_hold: r.operatorHold,
     })),
   });
   const runDrillRpc = (call: grpc.ServerWritableStream<Record<string, any>, object>): void => {
     const name = String(call.request.name ?? '');
-    const d = t.drills.find((x) => x.name === name);
+    const drills = c.drills();
+    const d = drills.find((x) => x.name === name);
     if (!d) {
       // emit('error') sends the status; destroy(err) ends the stream without one (the client waits for its deadline).
-      call.emit('error', refuse(grpc.status.NOT_FOUND, `no drill "${name}" in the topology (its drills: ${t.drills.map((x) => x.name).join(', ') || 'none'})`));
+      endStreamWith(call, grpc.status.NOT_FOUND, `no drill "${name}" in the topology (its drills: ${drills.map((x) => x.name).join(', ') || 'none'})`);
       return;
     }
     let open = true;
@@ -147,7 +153,7 @@ export function drillsService(c: DrillCoordinator, t: Topology, records: () => D
       onProgress: (phase, line) => { if (open) call.write({ progress: { phase, line } }); },
     }).then(
       (report) => { if (open) { call.write({ report_json: JSON.stringify(report) }); call.end(); } },
-      (err: unknown) => { if (open) call.emit('error', refuse(grpc.status.INTERNAL, `the drill failed: ${err instanceof Error ? err.message : String(err)}`)); },
+      (err: unknown) => { if (open) endStreamWith(call, grpc.status.INTERNAL, `the drill failed: ${err instanceof Error ? err.message : String(err)}`); },
     );
   };
   return {
