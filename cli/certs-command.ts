@@ -10,7 +10,7 @@ import type { Command } from 'commander';
 import Table from 'cli-table3';
 import type { Topology, TlsKeyPair } from '../common/topology/index.ts';
 import { DaemonError, EXIT_USAGE, loadTopologyOrExit } from '../common/daemon.ts';
-import { autoPkiDir, caFiles, ensurePkiAt, issueFor, leafValidityDays, localAdminName, pairFiles, usesAutoPki } from '../common/tls/pki.ts';
+import { autoPkiDir, caFiles, ensurePkiAt, issueFor, leafValidityDays, localAdmin, pairFiles, usesAutoPki } from '../common/tls/pki.ts';
 import { describeIdentity, identityFromSan, isValidName, type Identity } from '../common/tls/identity.ts';
 
 interface WhoOptions { agent?: string; witness?: boolean; admin?: string; viewer?: string }
@@ -147,7 +147,7 @@ function securityBlock(t: Topology, dir: string): string {
     'security:', '  tls:', `    ca: ${caFiles(dir).cert}`, '    daemons:',
     ...t.sites.map((s) => `      ${s.name}: ${pair({ kind: 'agent', cluster: t.name, site: s.name })}`),
     `      witness: ${pair({ kind: 'witness', cluster: t.name })}`,
-    `    metroctl: ${pair({ kind: 'admin', cluster: t.name, name: localAdminName })}`,
+    `    metroctl: ${pair(localAdmin(t))}`,
     `keep ${caFiles(dir).key} offline: it signs every certificate of the cluster`, '',
   ].join('\n');
 }

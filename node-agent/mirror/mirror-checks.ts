@@ -19,10 +19,10 @@ export const mirrorDataBytesMax = 8 * 1024 * 1024;
 const refusalTextBytesMax = 1024;
 
 const seqPair = (where: string, m: Msg): string | undefined =>
-  firstRefusal(
-    checkU64(`${where}.applied_seq`, m.applied_seq),
-    checkU64(`${where}.durable_seq`, m.durable_seq),
-    safeU64(m.durable_seq)! > safeU64(m.applied_seq)! ? `${where}.durable_seq ${m.durable_seq} is past applied_seq ${m.applied_seq}` : undefined,
+  (
+    checkU64(`${where}.applied_seq`, m.applied_seq) ??
+    checkU64(`${where}.durable_seq`, m.durable_seq) ??
+    (safeU64(m.durable_seq)! > safeU64(m.applied_seq)! ? `${where}.durable_seq ${m.durable_seq} is past applied_seq ${m.applied_seq}` : undefined)
   );
 
 function checkHeartbeat(h: Msg): string | undefined {
@@ -34,11 +34,11 @@ function checkHeartbeat(h: Msg): string | undefined {
 }
 
 function checkRefusal(r: Msg): string | undefined {
-  return firstRefusal(
-    checkU64('refusal.epoch_seen', r.epoch_seen),
-    checkU64('refusal.epoch_current', r.epoch_current),
-    checkName('refusal.reason', r.reason),
-    typeof r.message === 'string' && Buffer.byteLength(r.message) <= refusalTextBytesMax ? undefined : `refusal.message is missing or longer than ${refusalTextBytesMax} bytes`,
+  return (
+    checkU64('refusal.epoch_seen', r.epoch_seen) ??
+    checkU64('refusal.epoch_current', r.epoch_current) ??
+    checkName('refusal.reason', r.reason) ??
+    (typeof r.message === 'string' && Buffer.byteLength(r.message) <= refusalTextBytesMax ? undefined : `refusal.message is missing or longer than ${refusalTextBytesMax} bytes`)
   );
 }
 
@@ -48,19 +48,19 @@ export function checkHello(h: Msg | undefined): string | undefined {
   const volumes = checkList('hello.volumes', h.volumes, volumesPerGroupMax);
   if (volumes) return volumes;
   for (const [i, v] of (h.volumes as Msg[]).entries()) {
-    const r = firstRefusal(
-      v.volume === i ? undefined : `hello.volumes[${i}].volume ${v.volume} is not ${i} (volumes are listed in LUN order)`,
-      checkU64(`hello.volumes[${i}].size_bytes`, v.size_bytes),
-      checkU32(`hello.volumes[${i}].region_size_bytes`, v.region_size_bytes, 0xffffffff, 512),
+    const r = (
+      (v.volume === i ? undefined : `hello.volumes[${i}].volume ${v.volume} is not ${i} (volumes are listed in LUN order)`) ??
+      checkU64(`hello.volumes[${i}].size_bytes`, v.size_bytes) ??
+      checkU32(`hello.volumes[${i}].region_size_bytes`, v.region_size_bytes, 0xffffffff, 512)
     );
     if (r) return r;
   }
-  return firstRefusal(
-    checkName('hello.cluster', h.cluster),
-    checkName('hello.group', h.group),
-    checkName('hello.site', h.site),
-    checkU64('hello.epoch', h.epoch),
-    seqPair('hello', h),
+  return (
+    checkName('hello.cluster', h.cluster) ??
+    checkName('hello.group', h.group) ??
+    checkName('hello.site', h.site) ??
+    checkU64('hello.epoch', h.epoch) ??
+    seqPair('hello', h)
   );
 }
 
@@ -69,14 +69,14 @@ export function checkHello(h: Msg | undefined): string | undefined {
 export function checkSecondaryMessage(m: Msg, volumeSizesNow: () => readonly number[]): string | undefined {
   switch (m.kind) {
     case 'ack':
-      return firstRefusal(checkU64('ack.epoch', m.ack.epoch), seqPair('ack', m.ack));
+      return (checkU64('ack.epoch', m.ack.epoch) ?? seqPair('ack', m.ack));
     case 'heartbeat':
       return checkHeartbeat(m.heartbeat);
     case 'refusal':
       return checkRefusal(m.refusal);
     case 'resync_request': {
       const q = m.resync_request;
-      const r = firstRefusal(checkU64('resync_request.epoch', q.epoch), checkU32('resync_request.region_size_bytes', q.region_size_bytes, 0xffffffff, 512));
+      const r = (checkU64('resync_request.epoch', q.epoch) ?? checkU32('resync_request.region_size_bytes', q.region_size_bytes, 0xffffffff, 512));
       if (r) return r;
       const volumeSizes = volumeSizesNow();
       if (!Number.isInteger(q.volume) || q.volume < 0 || q.volume >= volumeSizes.length) return `resync_request.volume ${q.volume} does not exist`;
@@ -85,9 +85,12 @@ export function checkSecondaryMessage(m: Msg, volumeSizesNow: () => readonly num
     }
     case 'checksums': {
       const c = m.checksums;
-      const r = firstRefusal(
-        checkU64('checksums.epoch', c.epoch), checkU64('checksums.request_id', c.request_id), checkU64('checksums.first_region', c.first_region),
-        checkU64('checksums.at_seq', c.at_seq), checkU32('checksums.region_size_bytes', c.region_size_bytes, 0xffffffff, 512),
+      const r = (
+        checkU64('checksums.epoch', c.epoch) ??
+        checkU64('checksums.request_id', c.request_id) ??
+        checkU64('checksums.first_region', c.first_region) ??
+        checkU64('checksums.at_seq', c.at_seq) ??
+        checkU32('checksums.region_size_bytes', c.region_size_bytes, 0xffffffff, 512)
       );
       if (r) return r;
       const volumeSizes = volumeSizesNow();
@@ -120,10 +123,10 @@ export function checkEntry(e: Msg, volumeSizes: readonly number[]): string | und
   switch (e.kind) {
     case 'write': {
       const w = e.write;
-      return firstRefusal(
-        checkBytes('write.data', w.data, mirrorDataBytesMax, 1),
-        checkVolumeRange('write', { volumeSizes, volume: w.volume, offsetBytes: w.offset_bytes, lengthBytes: Buffer.isBuffer(w.data) ? w.data.length : undefined, lengthBytesMax: mirrorDataBytesMax }),
-        checkCrc('write.crc32c', w.crc32c),
+      return (
+        checkBytes('write.data', w.data, mirrorDataBytesMax, 1) ??
+        (checkVolumeRange('write', { volumeSizes, volume: w.volume, offsetBytes: w.offset_bytes, lengthBytes: Buffer.isBuffer(w.data) ? w.data.length : undefined, lengthBytesMax: mirrorDataBytesMax })) ??
+        checkCrc('write.crc32c', w.crc32c)
       );
     }
     case 'deallocate': {
@@ -137,11 +140,11 @@ export function checkEntry(e: Msg, volumeSizes: readonly number[]): string | und
     }
     case 'state': {
       const r = e.state;
-      return firstRefusal(
-        checkName('state.kind', r.kind),
-        Number.isInteger(r.volume) && r.volume >= 0 && r.volume < volumeSizes.length ? undefined : `state.volume ${r.volume} does not exist`,
-        checkBytes('state.payload', r.payload, stateRecordBytesMax, 1),
-        checkCrc('state.crc32c', r.crc32c, Buffer.isBuffer(r.payload) ? crc32c(r.payload) : undefined),
+      return (
+        checkName('state.kind', r.kind) ??
+        (Number.isInteger(r.volume) && r.volume >= 0 && r.volume < volumeSizes.length ? undefined : `state.volume ${r.volume} does not exist`) ??
+        checkBytes('state.payload', r.payload, stateRecordBytesMax, 1) ??
+        (checkCrc('state.crc32c', r.crc32c, Buffer.isBuffer(r.payload) ? crc32c(r.payload) : undefined))
       );
     }
     default:
