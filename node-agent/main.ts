@@ -7,7 +7,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { Command } from 'commander';
 import { distance } from 'fastest-levenshtein';
-import { groupIqn, type Group, type Site, type Topology } from '../common/topology/index.ts';
+import { groupIqn, type Site, type Topology } from '../common/topology/index.ts';
 import { createLogger, type Logger } from '../common/log.ts';
 import { serviceOf } from '../common/proto.ts';
 import { startGrpcServer, shutdownGrpcServer } from '../common/grpc-server.ts';
@@ -17,7 +17,7 @@ import {
   loadTopologyOrExit, announceReady, onStopSignal, runMain, DaemonError, EXIT_USAGE,
 } from '../common/daemon.ts';
 import { VERSION } from '../common/version.ts';
-import { openMetaStore, volumeKey, type MetaStore } from './meta-store.ts';
+import { newGroupRecord, openMetaStore, volumeKey, type MetaStore } from './meta-store.ts';
 import { openVolumes, type OpenVolume } from './volumes.ts';
 import type { MirrorSession } from './mirror/mirror-session.ts';
 import { mirrorStatusMessage } from './mirror/mirror-status.ts';
@@ -111,7 +111,7 @@ async function main(): Promise<void> {
     forwarding,
   });
   // After the gRPC server listens: two agents starting together each find the other's.
-  await roles.start(targets.alua);
+  await roles.start();
   forwarding.start(() => roles.runtime.status());
   // Ready means serving: the groups primary here wait for quorum (the peer's or the witness's lease), bounded.
   if (!(await roles.serving(topology.failover.leaseMs + 1000))) log.warn('not every group primary here has quorum yet: they stay unavailable until it has');
@@ -161,12 +161,12 @@ function checkIdentity(meta: MetaStore, t: Topology, site: Site): void {
   }
 }
 
-/** A group new to this site starts in epoch 1 with its preferred site primary (the witness's first record too). */
+/** The groups new to this site are recorded (meta-store.ts newGroupRecord). */
 async function initGroups(meta: MetaStore, t: Topology, site: Site): Promise<void> {
   const missing = t.groups.filter((g) => !meta.read().groups[g.name]);
   if (missing.length === 0) return;
   await meta.update((m) => {
-    for (const g of missing) m.groups[g.name] = { epoch: 1, role: g.preferredSite === site.name ? 'primary' : 'secondary' };
+    for (const g of missing) m.groups[g.name] = newGroupRecord(g.preferredSite, site.name);
   });
 }
 

@@ -4,6 +4,7 @@
 import { Low } from 'lowdb';
 import { JSONFile } from 'lowdb/node';
 import { assert } from '../common/assert.ts';
+import type { PersistedRole } from './role/role-machine.ts';
 
 export interface VolumeRecord {
   group: string;
@@ -38,8 +39,16 @@ export interface GroupRecord {
    * at a secondary by its resyncs.
    */
   copy?: { hasData: boolean; consistent: boolean; since: string };
-  /** The role machine's persisted state (role/role-machine.ts PersistedRole); epoch and role above follow it. */
-  roleState?: { epoch: number; primary: string; seq: number; incarnation: number; changeRequested: boolean; confirmSeq: number | null; forcedWithoutWitness?: boolean };
+  /**
+   * The role machine's persisted state; epoch and role above follow it. Metadata from before forced
+   * failovers without the witness lacks their flag.
+   */
+  roleState?: Omit<PersistedRole, 'forcedWithoutWitness'> & { forcedWithoutWitness?: boolean };
+}
+
+/** A group new to this site: epoch 1, its preferred site primary (the witness's first record too). */
+export function newGroupRecord(preferredSite: string, site: string): GroupRecord {
+  return { epoch: 1, role: preferredSite === site ? 'primary' : 'secondary' };
 }
 
 /** Writes this site kept aside when it was replaced as primary (role/group-data-path.ts). */

@@ -12,10 +12,9 @@ import type { Logger } from '../common/log.ts';
 import { DaemonError } from '../common/daemon.ts';
 import { formatIssue, parseTopology, type Group, type Site, type Topology, type Volume } from '../common/topology/index.ts';
 import { diffTopology, type TopologyChange } from '../common/topology/topology-diff.ts';
-import { volumeKey, type AppliedTopology, type MetaStore } from './meta-store.ts';
+import { newGroupRecord, volumeKey, type AppliedTopology, type MetaStore } from './meta-store.ts';
 import { dirtyMapPath, openOne, type OpenVolume } from './volumes.ts';
-import type { MirrorSession } from './mirror/mirror-session.ts';
-import type { BlockDevice } from './storage/block-device.ts';
+import type { SiteRoles } from './role/site-roles.ts';
 import type { GroupTarget } from './targets.ts';
 import type { PortalAccess } from './access.ts';
 import { ackPolicyOf } from './mirror-setup.ts';
@@ -35,14 +34,7 @@ export interface AgentParts {
     addGroup(g: Group, volumes: OpenVolume[]): GroupTarget;
     removeGroup(iqn: string): void;
   };
-  mirrors: {
-    sessions: Map<string, MirrorSession>;
-    applierDevices: Map<string, BlockDevice[]>;
-    mirrorGroup(g: Group, own: OpenVolume[]): Promise<OpenVolume[]>;
-    dropGroup(name: string): void;
-    /** A volume added at the end of a group: returns it as the targets serve it. */
-    addVolume(group: string, raw: OpenVolume, index: number): Promise<OpenVolume>;
-  };
+  mirrors: SiteRoles['mirrors'];
   /** The portal's access rules: the initiator list is changed in place. */
   access: PortalAccess;
 }
@@ -118,9 +110,8 @@ export class TopologyRuntime {
     // The same version again (metroctl completing an interrupted apply): a prepare that was followed
     // by a commit, or the whole version, is done; only a prepare left as the last phase runs again.
     if (same && rec.pendingPhase !== 'prepare') return { refused: false, version: rec.version, done: [] };
-    const again = same;
-    if (!again && q.version <= rec.version) return refuse(`version ${q.version} is not newer than version ${rec.version}, which site ${site} already applied`);
-    if (!again && rec.pendingPhase) return refuse(`site ${site} has version ${rec.version} half applied (${rec.pendingPhase} done): complete it first`);
+    if (!same && q.version <= rec.version) return refuse(`version ${q.version} is not newer than version ${rec.version}, which site ${site} already applied`);
+    if (!same && rec.pendingPhase) return refuse(`site ${site} has version ${rec.version} half applied (${rec.pendingPhase} done): complete it first`);
     // Relative paths in the text resolve against this site's own topology file, wherever the
     // operator's copy lives (q.file is where metroctl read it, kept for the record only).
     const parsed = parseTopology(q.text, rec.file);
@@ -147,7 +138,7 @@ export class TopologyRuntime {
       for (const c of changes) {
         if (c.kind === 'volume-shrunk') m.volumes[volumeKey(c.group, c.volume)].shrinkApprovedBytes = c.toBytes;
         if (c.kind === 'group-added' && !m.groups[c.group]) {
-          m.groups[c.group] = { epoch: 1, role: c.preferredSite === this.parts.site.name ? 'primary' : 'secondary' };
+          m.groups[c.group] = newGroupRecord(c.preferredSite, this.parts.site.name);
         }
       }
     });
@@ -333,13 +324,8 @@ export class TopologyRuntime {
   /** The volume's file is kept aside (renamed), not deleted: the admin removes it once sure. */
   private async releaseVolume(version: number, group: string, name: string, why: string): Promise<string> {
     const v = this.servedVolume(group, name);
-    const session = this.parts.mirrors.sessions.get(group);
-    if (session && this.current.groups.some((g) => g.name === group)) {
-      const sv = await session.removeLastVolume();
-      await sv.dirtyFile.close();
-    }
-    const devices = this.parts.mirrors.applierDevices.get(group);
-    if (devices && devices[devices.length - 1] === this.parts.opened.find((o) => o.file === v.file)?.device) devices.pop();
+    // A group removed whole was dropped before (releaseGroup): no data path holds its volumes.
+    if (this.current.groups.some((g) => g.name === group)) await this.parts.mirrors.removeLastVolume(group);
     this.parts.served.splice(this.parts.served.indexOf(v), 1);
     const raw = this.parts.opened.find((o) => o.file === v.file);
     if (raw) {

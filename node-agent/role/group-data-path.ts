@@ -9,44 +9,35 @@ import type { Logger } from '../../common/log.ts';
 import type { Group, Site, Topology } from '../../common/topology/index.ts';
 import { AccessUnavailable, readPooled, type BlockDevice } from '../storage/block-device.ts';
 import type { PooledBuffer } from '../storage/buffer-pool.ts';
+import { assert } from '../../common/assert.ts';
 import { MirrorSession, forgetOwnDirtyRegions, resizeSessionVolume, type SessionVolume } from '../mirror/mirror-session.ts';
 import { startApplierLink, type ApplierLink } from '../mirror/mirror-applier.ts';
-import type { MetaStore } from '../meta-store.ts';
+import type { DivergentRecord, MetaStore } from '../meta-store.ts';
 import { dirtyMapPath } from '../volumes.ts';
-import { ownDirtyRegions } from '../mirror-setup.ts';
-import { ackPolicyDefaults } from '../mirror/ack-policy.ts';
+import { ackPolicyOf, ownDirtyRegions, regionSizeBytes } from '../mirror-setup.ts';
 import type { OpenVolume } from '../volumes.ts';
 import type { RoleView, RoleRuntime } from './role-runtime.ts';
 import type { HostStateOwner } from '../reservation-mirror.ts';
 
 /** A write finished locally while the gate was closed waits this long for it to reopen, then fails. */
 const gateWaitMs = 500;
-const gatePollMs = 20;
+/** Divergent writes are copied aside in reads of at most this many bytes (a dirty run may span the volume). */
+const divergentChunkBytesMax = 4 * 1024 * 1024;
 
 export interface PathVolume extends SessionVolume {
   open: OpenVolume;
 }
 
-export interface DivergentSave {
-  group: string;
-  volume: string;
-  epoch: number;
-  file: string;
-  regions: number;
-  bytes: number;
-  savedAt: string;
-}
-
 export class GroupDataPath {
   readonly devices: RoleGatedDevice[];
   private mode: { kind: 'none' } | { kind: 'primary'; epoch: number; session: MirrorSession | undefined } | { kind: 'secondary'; epoch: number; link: ApplierLink | undefined } = { kind: 'none' };
-  private fence = newFence();
+  private fence = new Fence();
   /** I/O started and not yet answered (a switchover drains it). */
   inflight = 0;
   private held: { promise: Promise<void>; release: () => void } | undefined;
 
-  /** The raw devices the applier writes to (a topology apply adds to them). */
-  readonly applierDevices: BlockDevice[];
+  /** The raw devices the applier writes to (a topology apply adds to them and removes the last). */
+  private readonly applierDevices: BlockDevice[];
 
   constructor(private readonly ctx: {
     topology: Topology;
@@ -77,6 +68,23 @@ export class GroupDataPath {
     const d = new RoleGatedDevice(this, v.open.device, v.index);
     this.devices.push(d);
     return d;
+  }
+
+  /**
+   * The group's last volume is deleted (hosts no longer reach it): the running mirror waits for its
+   * writes and forgets it, or, with no session here (a secondary), it leaves the list between
+   * dirty-map rewrites. Then the applier's and the LUNs' lists drop it and its dirty map is closed.
+   */
+  async removeLastVolume(): Promise<void> {
+    const m = this.mode;
+    const session = m.kind === 'primary' ? m.session : undefined;
+    const v = session ? await session.removeLastVolume() : await this.idleMapWork(async () => {
+      assert(this.ctx.volumes.length > 1, 'a group keeps at least one volume');
+      return this.ctx.volumes.pop()!;
+    });
+    this.applierDevices.pop();
+    this.devices.pop();
+    await v.dirtyFile.close();
   }
 
   get name(): string {
@@ -123,20 +131,20 @@ export class GroupDataPath {
     return { device: this.ctx.volumes[index].open.device, session: m.session, fence: this.fence };
   }
 
-  /** Before acknowledging: the gate must (still) be open in the epoch the I/O started in. */
-  /** The common case, without a promise: the epoch is unchanged and the gate open. */
+  /** The common case of confirm, without a promise: the epoch is unchanged and the gate open. */
   confirmedNow(epoch: number): boolean {
     return this.ctx.runtime.epoch(this.name) === epoch && this.ctx.runtime.gate(this.name) !== 'closed';
   }
 
+  /**
+   * Before acknowledging: the gate must (still) be open in the epoch the I/O started in. A closed
+   * gate may reopen within gateWaitMs (only a role step or a completed persist opens it, and the
+   * runtime checks after each).
+   */
   async confirm(epoch: number): Promise<void> {
     const rt = this.ctx.runtime;
-    for (let waited = 0; ; waited += gatePollMs) {
-      if (rt.epoch(this.name) !== epoch) break;
-      if (rt.gate(this.name) !== 'closed') return;
-      if (waited >= gateWaitMs) break;
-      await new Promise((r) => setTimeout(r, gatePollMs));
-    }
+    await rt.until(this.name, (s) => s.persisted.epoch !== epoch || rt.gate(this.name) !== 'closed', gateWaitMs);
+    if (rt.epoch(this.name) === epoch && rt.gate(this.name) !== 'closed') return;
     throw new AccessUnavailable(this.name, rt.view(this.name)?.access === 'transitioning');
   }
 
@@ -197,8 +205,8 @@ export class GroupDataPath {
    * durable (the dirty map) goes aside, one file per volume: a JSON header line with the regions,
    * then their data in that order. Nothing is discarded silently.
    */
-  async saveDivergentWrites(epoch: number, dataDir: string): Promise<DivergentSave[]> {
-    const saved: DivergentSave[] = [];
+  async saveDivergentWrites(epoch: number, dataDir: string): Promise<DivergentRecord[]> {
+    const saved: DivergentRecord[] = [];
     for (const v of this.ctx.volumes) {
       const runs = v.dirty.dirtyBitmap().runs();
       if (runs.length === 0) continue;
@@ -216,9 +224,11 @@ export class GroupDataPath {
       try {
         await fh.write(JSON.stringify(header) + '\n');
         for (const r of regions) {
-          const data = await v.open.device.read(r.offsetBytes, r.lengthBytes);
-          await fh.write(data);
-          bytes += data.length;
+          for (let at = 0; at < r.lengthBytes; at += divergentChunkBytesMax) {
+            const data = await v.open.device.read(r.offsetBytes + at, Math.min(divergentChunkBytesMax, r.lengthBytes - at));
+            await fh.write(data);
+            bytes += data.length;
+          }
         }
         await fh.datasync();
       } finally {
@@ -239,7 +249,7 @@ export class GroupDataPath {
     const m = this.mode;
     // Whatever was in flight under the old role is never acknowledged.
     this.fence.reject(new AccessUnavailable(this.name, true));
-    this.fence = newFence();
+    this.fence = new Fence();
     if (m.kind === 'primary' && m.session) {
       this.ctx.sessions.delete(this.name);
       m.session.close();
@@ -265,10 +275,11 @@ export class GroupDataPath {
     if (!this.ctx.meta.read().groups[name]?.copy) {
       void this.ctx.meta.update((m) => { m.groups[name] = { ...m.groups[name], copy: { hasData: true, consistent: true, since: new Date().toISOString() } }; });
     }
-    let open = true;
+    // This session is still the group's (a closed one acknowledges nothing more).
+    const current = (): boolean => this.mode.kind === 'primary' && this.mode.session === session;
     const session = new MirrorSession({
       cluster: t.name, group: name, site: site.name, epoch: view.epoch, volumes: this.ctx.volumes,
-      policy: { ...ackPolicyDefaults, policy: r.ack, syncMaxRttMs: r.syncMaxRttMs, maxLagMs: r.maxLagMs },
+      policy: ackPolicyOf(r),
       resyncRateBytesPerSec: r.resyncMbps * 125_000,
       stateSnapshot: () => this.ctx.hostState()?.snapshot() ?? [],
       // The witness's view decides: local completions only once it holds the secondary outdated.
@@ -276,7 +287,7 @@ export class GroupDataPath {
       recorder: {
         markOutdated: async () => {
           // Until the witness holds it outdated (or this session is over: nothing more is acknowledged).
-          while (open && !(await runtime.markOutdated(name, null, 2000))) {
+          while (current() && !(await runtime.markOutdated(name, null, 2000))) {
             if (runtime.epoch(name) !== view.epoch) return;
           }
         },
@@ -284,8 +295,6 @@ export class GroupDataPath {
       },
       log: this.ctx.log.child({ part: 'mirror', group: name }),
     });
-    const close = session.close.bind(session);
-    session.close = () => { open = false; close(); };
     if (!view.peerAlive) session.declarePeerDown();
     this.ctx.sessions.set(name, session);
     return session;
@@ -311,7 +320,7 @@ export class GroupDataPath {
     const name = this.name;
     return startApplierLink({
       cluster: t.name, group: name, site: site.name, epoch: view.epoch,
-      devices: this.applierDevices, regionSizeBytes: this.ctx.volumes[0]?.regionSizeBytes ?? 65536,
+      devices: this.applierDevices, regionSizeBytes: this.ctx.volumes[0]?.regionSizeBytes ?? regionSizeBytes,
       address: peerAgent.address, port: peerAgent.port,
       peer: { kind: 'agent', cluster: t.name, site: this.ctx.peer!.name }, log: this.ctx.log.child({ part: 'mirror', group: g.name }),
       // Epochs come from arbitration: a primary's newer epoch is followed once the role machine has it.
@@ -367,10 +376,6 @@ class Fence {
       );
     });
   }
-}
-
-function newFence(): Fence {
-  return new Fence();
 }
 
 /** A LUN's device: executes only while the group's gate is open, through the mirror when there is one. */

@@ -6,10 +6,8 @@ import type { Logger } from '../../common/log.ts';
 import type { Group, Site, Topology } from '../../common/topology/index.ts';
 import type { MetaStore } from '../meta-store.ts';
 import type { OpenVolume } from '../volumes.ts';
-import type { AluaPortGroups, AluaState } from '../scsi/alua.ts';
 import type { MirrorSession } from '../mirror/mirror-session.ts';
 import { openSessionVolume } from '../mirror-setup.ts';
-import type { BlockDevice } from '../storage/block-device.ts';
 import { GroupDataPath, type PathVolume } from './group-data-path.ts';
 import { RoleRuntime, roleTiming, type RoleView } from './role-runtime.ts';
 import type { PersistedRole, RoleConfig } from './role-machine.ts';
@@ -28,16 +26,18 @@ export interface SiteRoles {
   /** The parts a topology apply changes in place (topology-apply.ts AgentParts.mirrors). */
   mirrors: {
     sessions: Map<string, MirrorSession>;
-    applierDevices: Map<string, BlockDevice[]>;
     mirrorGroup(g: Group, own: OpenVolume[]): Promise<OpenVolume[]>;
     dropGroup(name: string): void;
+    /** A volume added at the end of a group: returns it as the targets serve it. */
     addVolume(group: string, raw: OpenVolume, index: number): Promise<OpenVolume>;
+    /** The group's last volume is deleted: its data path (mirror or applier, LUN devices, dirty map) lets it go. */
+    removeLastVolume(group: string): Promise<void>;
   };
   /** The primary as persisted, for building the targets before the runtime runs. */
   primaryOf(group: string): string;
-  /** Starts the runtime; alua: per target IQN, its port groups. */
-  start(alua: Map<string, AluaPortGroups>): Promise<void>;
-  /** Who sets the ALUA states and paths from the role views (command forwarding); without one, setAlua does. */
+  /** Starts the runtime (after onView: the role views it publishes go there). */
+  start(): Promise<void>;
+  /** Who sets the ALUA states and paths from the role views (command forwarding). */
   onView(fn: (group: string, view: RoleView) => void): void;
   /** Where each group's host-visible state lives (its SCSI target), once the targets are built. */
   setHostStates(of: (group: string) => HostStateOwner | undefined): void;
@@ -61,7 +61,6 @@ export async function openSiteRoles(ctx: { topology: Topology; site: Site; meta:
   const witness: WitnessClient = grpcWitnessClient(routes.witness.address, routes.witness.port, { kind: 'witness', cluster: t.name }, t.failover.leaseMs);
   const link: PeerLink | undefined = routes.peer ? grpcPeerLink(routes.peer.address, routes.peer.port, { kind: 'agent', cluster: t.name, site: peer!.name }, Math.round(t.failover.leaseMs / 2)) : undefined;
   const roleLog = log.child({ part: 'role' });
-  let alua: Map<string, AluaPortGroups> = new Map();
   let viewListener: ((group: string, view: RoleView) => void) | undefined;
   let hostStates: ((group: string) => HostStateOwner | undefined) | undefined;
   let tick: NodeJS.Timeout | undefined;
@@ -78,8 +77,7 @@ export async function openSiteRoles(ctx: { topology: Topology; site: Site; meta:
     applied: (group, view) => {
       roleLog.info('role', { group, ...view });
       paths.get(group)?.configure(view);
-      if (viewListener) viewListener(group, view);
-      else setAlua(alua, t, site, group, view);
+      viewListener?.(group, view);
     },
     witness,
     exchange: async (messages) => link ? link.exchange(messages) : 'unreachable',
@@ -115,27 +113,25 @@ export async function openSiteRoles(ctx: { topology: Topology; site: Site; meta:
     return { epoch: rec.epoch, primary: rec.role === 'primary' ? site.name : peer?.name ?? site.name, seq: 0, incarnation: 0, changeRequested: false, confirmSeq: null, forcedWithoutWitness: false };
   };
 
-  const applierDevices = new Map<string, BlockDevice[]>();
-  for (const [name, p] of paths) applierDevices.set(name, p.applierDevices);
   const mirrors: SiteRoles['mirrors'] = {
     sessions,
-    applierDevices,
     async mirrorGroup(g, own) {
       const p = await openPath(g, own);
-      applierDevices.set(g.name, p.applierDevices);
       if (started && peer) await runtime.addGroup(roleConfig(g), saved(g.name));
       return own.map((v, i) => ({ ...v, device: p.devices[i] }));
     },
     dropGroup(name) {
       paths.get(name)?.close();
       paths.delete(name);
-      applierDevices.delete(name);
       runtime.dropGroup(name);
     },
     async addVolume(group, raw, index) {
       const p = paths.get(group)!;
       const device = p.addVolume({ open: raw, ...(await openSessionVolume(site, group, raw.volume, index, raw.device)) });
       return { ...raw, device };
+    },
+    async removeLastVolume(group) {
+      await paths.get(group)?.removeLastVolume();
     },
   };
 
@@ -145,8 +141,7 @@ export async function openSiteRoles(ctx: { topology: Topology; site: Site; meta:
     onView: (fn) => { viewListener = fn; },
     setHostStates: (of) => { hostStates = of; },
     stateMirrorOf: (group) => reservationMirror((volume, kind, payload) => paths.get(group)?.recordState(volume, kind, payload) ?? Promise.resolve()),
-    async start(a) {
-      alua = a;
+    async start() {
       if (!peer) return;
       for (const g of t.groups) {
         // Idempotent; the witness registers its topology's groups itself. Not awaited: it may be down.
@@ -168,23 +163,4 @@ export async function openSiteRoles(ctx: { topology: Topology; site: Site; meta:
       link?.close();
     },
   };
-}
-
-/**
- * The ALUA states this site reports for a group: its own port group from the role machine, the
- * peer's as this site believes it. Forwarding from a secondary to its primary is not wired here, so
- * a secondary's own port group is standby (it executes nothing) while its primary serves.
- */
-function setAlua(alua: Map<string, AluaPortGroups>, t: Topology, site: Site, group: string, view: RoleView): void {
-  const g = t.groups.find((x) => x.name === group);
-  const pg = g && alua.get(g.iqn);
-  if (!pg) return;
-  const peer = t.sites.find((s) => s !== site);
-  let local: AluaState = view.access === 'active-non-optimized' ? 'standby' : view.access;
-  if (!view.isPrimary && view.access === 'unavailable' && view.peerAlive) local = 'standby';
-  // What the peer reports for itself is its own; here only the roles count (no unit attention when a heartbeat is late).
-  const peerState: AluaState = view.isPrimary ? 'standby' : 'active-optimized';
-  // The peer first: hosts told of the change then find the port group to move to.
-  if (peer) pg.setState(peer.index, peerState);
-  pg.setState(site.index, local);
 }
