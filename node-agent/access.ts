@@ -4,8 +4,6 @@
 import type { Topology } from '../common/topology/index.ts';
 import { readChapSecrets, type ChapSecrets } from '../common/chap/chap-secrets.ts';
 
-export { readSecretFile } from '../common/chap/chap-secrets.ts';
-
 export interface PortalAccess {
   initiators: string[];
   chap?: ChapSecrets;

@@ -2,8 +2,7 @@
 // arbitration part of its status, over the role runtime. Each answers with one sentence; refusals
 // are replies with ok=false, never thrown. A forced failover with the witness unreachable goes on
 // without it (role-machine.ts, "Forced failover without the witness") and says so in its reply.
-import { isPrimary, type RoleState } from './role-machine.ts';
-import { heldAtMostMs } from './lease.ts';
+import { forceWaitMs, isPrimary, type RoleState } from './role-machine.ts';
 import type { RoleRuntime, GroupRoleStatus } from './role-runtime.ts';
 
 export interface OperatorReply {
@@ -142,7 +141,7 @@ export class OperatorService {
         : secondary === 'outdated'
           ? (lagMs !== null ? `up to ${lagMs} ms of writes acknowledged by the primary before it was lost` : `every write the primary acknowledged since ${this.site} fell behind (no lag bound recorded)`)
           : `unknown: ${this.site} never heard the witness's record; every write the primary acknowledged may be missing here`;
-    const waitMs = s ? Math.round(Math.max(s.config.timing.forceWitnessWaitMs, heldAtMostMs(s.config.timing.witnessLeaseMs, s.config.timing))) : 0;
+    const waitMs = s ? Math.round(forceWaitMs(s.config.timing)) : 0;
     const withoutWitness = st?.witnessReachable ? '' : `the witness is unreachable from ${this.site} (${last ? `its record as last heard ${ago}` : 'its record never heard'}): `
       + `a forced failover goes on without it once a lease it may have granted ${peer} is over (${waitMs} ms from the order), on your word that ${peer} is down; `
       + `if ${peer} still reaches the witness, both sites serve ${group} until they meet, and ${peer}'s writes since are then saved aside`;
@@ -150,6 +149,6 @@ export class OperatorService {
   }
 
   status(group: string): GroupRoleStatus | undefined {
-    return this.runtime.status().find((g) => g.group === group);
+    return this.runtime.statusOf(group);
   }
 }

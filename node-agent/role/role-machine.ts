@@ -504,7 +504,12 @@ function mayForceWithoutWitness(s: RoleState, nowMs: number): boolean {
   // The witness is declared gone from the order on: what it granted until then (or until it last
   // answered, if later) may still be in use by the old primary.
   const quietSinceMs = Math.max(s.force.sinceMs, s.witnessSeenMs ?? -Infinity);
-  return nowMs - quietSinceMs >= Math.max(t.forceWitnessWaitMs, heldAtMostMs(t.witnessLeaseMs, t));
+  return nowMs - quietSinceMs >= forceWaitMs(s.config.timing);
+}
+
+/** How long a forced failover waits, once the witness is quiet, before this site makes the epoch itself. */
+export function forceWaitMs(t: RoleTiming): number {
+  return Math.max(t.forceWitnessWaitMs, heldAtMostMs(t.witnessLeaseMs, t));
 }
 
 /** The operator's order stands in for the witness: a new epoch made here (the argument at the top). */

@@ -4,7 +4,7 @@
 // stays closed while a persist is outstanding). The edges (metadata, data path, peer link, witness)
 // are passed in; this module opens no socket and no file itself.
 import type { Logger } from '../../common/log.ts';
-import type { GroupKey, RecordView, WitnessReply, WitnessRequest } from '../../site-witness/arbiter-messages.ts';
+import type { RecordView, WitnessReply, WitnessRequest } from '../../site-witness/arbiter-messages.ts';
 import type { WitnessClient } from './witness-client.ts';
 import {
   accessState, isPrimary, restoreRole, roleStep, writeGate,
@@ -234,22 +234,29 @@ export class RoleRuntime {
 
   status(): GroupRoleStatus[] {
     const now = this.edges.now();
-    return [...this.groups.values()].map((g) => {
-      const s = g.state;
-      const seen = this.witnessSeen.get(g.name);
-      return {
-        group: g.name, preferredSite: s.config.preferredSite, ...g.view(now),
-        peerLeaseRemainingMs: Math.max(0, Math.round(s.peerLeaseUntilMs - now)),
-        witnessLeaseRemainingMs: Math.max(0, Math.round(s.witnessLeaseUntilMs - now)),
-        witnessReachable: seen !== undefined && now - seen <= 2 * s.config.timing.witnessPollMs + 1000,
-        witnessSeenAgoMs: seen === undefined ? null : Math.round(now - seen),
-        secondaryUpToDate: s.notice ? s.notice.upToDate : isPrimary(s) ? s.mirrorInSync : null,
-        switchover: s.switchover !== null,
-        failoverRequested: s.force !== null || s.persisted.changeRequested,
-        forcedWithoutWitness: s.persisted.forcedWithoutWitness,
-        blocked: s.blocked,
-      };
-    });
+    return [...this.groups.values()].map((g) => this.statusAt(g, now));
+  }
+
+  statusOf(group: string): GroupRoleStatus | undefined {
+    const g = this.groups.get(group);
+    return g && this.statusAt(g, this.edges.now());
+  }
+
+  private statusAt(g: GroupRole, now: number): GroupRoleStatus {
+    const s = g.state;
+    const seen = this.witnessSeen.get(g.name);
+    return {
+      group: g.name, preferredSite: s.config.preferredSite, ...g.view(now),
+      peerLeaseRemainingMs: Math.max(0, Math.round(s.peerLeaseUntilMs - now)),
+      witnessLeaseRemainingMs: Math.max(0, Math.round(s.witnessLeaseUntilMs - now)),
+      witnessReachable: seen !== undefined && now - seen <= 2 * s.config.timing.witnessPollMs + 1000,
+      witnessSeenAgoMs: seen === undefined ? null : Math.round(now - seen),
+      secondaryUpToDate: s.notice ? s.notice.upToDate : isPrimary(s) ? s.mirrorInSync : null,
+      switchover: s.switchover !== null,
+      failoverRequested: s.force !== null || s.persisted.changeRequested,
+      forcedWithoutWitness: s.persisted.forcedWithoutWitness,
+      blocked: s.blocked,
+    };
   }
 
   /** Answers from the peer agent's Exchange: steps every message, returns our answers (pongs). */
@@ -364,8 +371,4 @@ export class RoleRuntime {
       }
     }, () => { this.exchanging = false; });
   }
-}
-
-export function groupKey(cluster: string, group: string): GroupKey {
-  return { cluster, group };
 }
