@@ -9,8 +9,8 @@ import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../common/log.ts';
 import { Asc, SenseKey, checkCondition } from '../scsi/sense.ts';
 import { ScsiStatus, type Nexus, type ScsiRequest, type ScsiResponse, type TaskManagementFunction, type TaskManagementResult, type TaskSignal } from '../scsi/types.ts';
-import { commandBytes, commandMessage, responseOf, tmfName, tmfResultOf } from './forward-wire.ts';
-import { Assembly, piecesOf, sized, takeMessage, type SizedEvent } from './forward-pieces.ts';
+import { commandBytes, commandMessage, dataOutOf, responseOf, tmfName, tmfResultOf, withinBounds } from './forward-wire.ts';
+import { Assembly, EventBatcher, commandPieces, pieceEvents, sized } from './forward-pieces.ts';
 
 export const forwardLinkDefaults = {
   /** Commands waiting for room behind the outstanding ones; past it a command gets TASK SET FULL. */
@@ -76,11 +76,9 @@ export class ForwardLink {
   private outstandingBytes = 0;
   private readonly waiting: Waiting[] = [];
   private readonly tmfs = new Map<number, (r: TaskManagementResult) => void>();
-  private pendingEvents: SizedEvent[] = [];
+  private readonly out = new EventBatcher({ ready: () => this.call !== undefined && this.welcome !== undefined, write: (m) => this.call!.write(m) });
   /** Results whose Data-In is still arriving in pieces, by command id. */
   private readonly arriving = new Map<number, { head: Record<string, any>; data: Assembly }>();
-  private flushScheduled = false;
-  private blocked = false;
   private lastHeardMs = 0;
   private delayMs: number;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -163,7 +161,7 @@ export class ForwardLink {
     this.closed = true;
     clearInterval(this.beat);
     clearTimeout(this.retryTimer);
-    this.end('closing');
+    this.end();
     this.answerHeld();
     this.setState({ kind: 'closed' });
   }
@@ -179,9 +177,7 @@ export class ForwardLink {
   // ------------------------------------------------------------ commands
 
   private hasRoom(bytes: number): boolean {
-    const w = this.welcome!;
-    // One command larger than the byte bound still goes alone.
-    return this.outstanding.size < w.commandsMax && (this.outstandingBytes + bytes <= w.bytesMax || this.outstanding.size === 0);
+    return withinBounds({ commands: this.outstanding.size, bytes: this.outstandingBytes }, bytes, this.welcome!);
   }
 
   private dispatch(req: ScsiRequest, resolve: (r: ScsiResponse) => void): void {
@@ -195,14 +191,7 @@ export class ForwardLink {
     this.outstanding.set(id, { resolve, bytes, signal: req.signal, abortSent: false });
     this.outstandingBytes += bytes;
     const m = commandMessage(id, this.nexusHandles.get(req.nexus.id)!.handle, req);
-    const data = m.data_out as Buffer | undefined;
-    if (data === undefined || data.length <= 0) {
-      this.send({ command: m }, 0);
-      return;
-    }
-    const pieces = piecesOf(data);
-    this.send({ command: { ...m, data_out: pieces[0], data_out_total: data.length } }, pieces[0].length);
-    for (let i = 1; i < pieces.length; i++) this.send({ command_data: { id: String(id), data: pieces[i] } }, pieces[i].length);
+    for (const e of pieceEvents(commandPieces, String(id), m, dataOutOf(req))) this.out.push(e);
   }
 
   /** Starts waiting commands, in arrival order, while there is room. */
@@ -242,20 +231,8 @@ export class ForwardLink {
 
   // ------------------------------------------------------------ the stream
 
-  private send(event: Record<string, unknown>, dataBytes = 0): void {
-    this.pendingEvents.push(sized(event, dataBytes));
-    if (this.flushScheduled || this.blocked) return;
-    this.flushScheduled = true;
-    // Natural batching: whatever the hosts queued in this turn travels in one message.
-    setImmediate(() => this.flush());
-  }
-
-  private flush(): void {
-    this.flushScheduled = false;
-    const call = this.call;
-    while (call && this.welcome && !this.blocked && this.pendingEvents.length > 0) {
-      if (!call.write({ batch: { events: takeMessage(this.pendingEvents) } })) this.blocked = true;
-    }
+  private send(event: Record<string, unknown>): void {
+    this.out.push(sized(event));
   }
 
   private connect(): void {
@@ -265,11 +242,7 @@ export class ForwardLink {
     this.lastHeardMs = this.now();
     const open = [...this.nexusHandles.values()].map(({ handle, nexus }) => ({ handle, initiator_name: nexus.initiatorName, isid_hex: nexus.isidHex }));
     call.on('data', (m: Record<string, any>) => { if (this.call === call) this.receive(m); });
-    call.on('drain', () => {
-      if (this.call !== call) return;
-      this.blocked = false;
-      this.flush();
-    });
+    call.on('drain', () => { if (this.call === call) this.out.drained(); });
     call.on('error', (err: Error) => { if (this.call === call) this.lost(err.message); });
     call.on('end', () => { if (this.call === call) this.lost('the primary ended the stream'); });
     call.write({ hello: { cluster: this.o.cluster, group: this.o.group, site: this.o.site, epoch: String(this.o.epoch()), incarnation: this.o.incarnation, open_nexuses: open } });
@@ -283,7 +256,7 @@ export class ForwardLink {
         this.delayMs = this.limits.reconnectMinMs;
         this.o.log.info('forwarding to the primary', { group: this.o.group, primary: m.welcome.site, commandsMax: this.welcome.commandsMax, bytesMax: this.welcome.bytesMax });
         this.setState({ kind: 'attached', primarySite: m.welcome.site });
-        this.flush();
+        this.out.flush();
         return;
       case 'refusal':
         this.o.log.warn('the primary refused command forwarding', { group: this.o.group, reason: m.refusal.reason, message: m.refusal.message });
@@ -335,12 +308,12 @@ export class ForwardLink {
       return;
     }
     this.sendAborts();
-    if (this.welcome && !this.blocked) call.write({ heartbeat: { sent_at_us: String(Math.round(this.now() * 1000)) } });
+    if (this.welcome && !this.out.blocked) call.write({ heartbeat: { sent_at_us: String(Math.round(this.now() * 1000)) } });
   }
 
   /** The stream is gone: every command it held is answered now (never a hang); then reconnect. */
   private lost(why: string, next?: LinkState): void {
-    this.end(why);
+    this.end();
     this.answerHeld();
     if (this.closed) return;
     if (this.state.kind === 'attached') this.o.log.warn('command forwarding to the primary lost; reconnecting', { group: this.o.group, why, delayMs: this.delayMs });
@@ -349,15 +322,13 @@ export class ForwardLink {
     this.delayMs = Math.min(this.limits.reconnectMaxMs, this.delayMs * 2);
   }
 
-  private end(why: string): void {
+  private end(): void {
     const call = this.call;
     this.call = undefined;
     this.welcome = undefined;
-    this.blocked = false;
-    this.pendingEvents = [];
+    this.out.reset();
     this.arriving.clear();
     if (!call) return;
-    void why;
     try { call.cancel(); } catch { /* already gone */ }
   }
 

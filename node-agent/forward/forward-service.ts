@@ -8,8 +8,8 @@ import type { Logger } from '../../common/log.ts';
 import { nexusId } from '../iscsi/portal.ts';
 import { Asc, SenseKey, checkCondition } from '../scsi/sense.ts';
 import type { Nexus, ScsiTarget, TaskSignal } from '../scsi/types.ts';
-import { requestOf, resultMessage, tmfOf, tmfResultName } from './forward-wire.ts';
-import { Assembly, piecesOf, sized, takeMessage, type SizedEvent } from './forward-pieces.ts';
+import { commandBytes, requestOf, resultMessage, tmfOf, tmfResultName, withinBounds } from './forward-wire.ts';
+import { Assembly, EventBatcher, pieceEvents, resultPieces, sized, type SizedEvent } from './forward-pieces.ts';
 
 export const forwardServiceDefaults = {
   /** Commands a secondary may have outstanding on one group's stream. */
@@ -104,11 +104,12 @@ export class ForwardService {
       if (found.kind === 'refused') return refuse(found.reason, found.message);
       if (Number(h.epoch) > found.epoch) return refuse('NEWER_EPOCH', `site ${h.site} knows epoch ${h.epoch} of group ${h.group}, newer than this primary's ${found.epoch}`);
       if ((h.open_nexuses ?? []).length > this.limits.nexusesMax) return refuse('PROTOCOL', `more than ${this.limits.nexusesMax} nexuses`);
-      this.attach(call, h, port, found.target);
+      this.attach(call, h, port, found);
     });
   }
 
-  private attach(call: Call, h: Record<string, any>, port: number, target: ScsiTarget): void {
+  private attach(call: Call, h: Record<string, any>, port: number, found: { target: ScsiTarget; epoch: number }): void {
+    const target = found.target;
     const key = `${h.group}\n${h.site}`;
     let remote = this.remotes.get(key);
     if (remote && (remote.incarnation !== h.incarnation || remote.target !== target)) {
@@ -126,7 +127,7 @@ export class ForwardService {
     clearTimeout(remote.holdTimer);
     remote.holdTimer = undefined;
     const listed = new Map<number, Nexus>();
-    for (const n of h.open_nexuses ?? []) listed.set(n.handle, this.nexusOf(n, port));
+    for (const n of h.open_nexuses ?? []) listed.set(n.handle, nexusOf(n, port));
     const keep = new Set([...listed.values()].map((n) => n.id));
     for (const [id, n] of remote.nexuses) {
       if (keep.has(id)) continue;
@@ -157,7 +158,7 @@ export class ForwardService {
       },
     });
     remote.stream = stream;
-    call.write({ welcome: { site: this.o.site, epoch: String(this.lookupEpoch(h.group)), commands_max: this.limits.commandsMax, bytes_max: String(this.limits.bytesMax) } });
+    call.write({ welcome: { site: this.o.site, epoch: String(found.epoch), commands_max: this.limits.commandsMax, bytes_max: String(this.limits.bytesMax) } });
     this.o.log.info('secondary forwards commands', { group: h.group, secondary: h.site, nexuses: listed.size });
     this.o.onAttached(h.group, h.site, true);
   }
@@ -169,11 +170,6 @@ export class ForwardService {
     old?.end();
   }
 
-  private lookupEpoch(group: string): number {
-    const f = this.o.lookup(group);
-    return f.kind === 'primary' ? f.epoch : 0;
-  }
-
   /** I_T nexus loss of every nexus the secondary named (SAM-5 6.3.4: the target forgets them). */
   private forget(key: string, r: RemoteSite): void {
     clearTimeout(r.holdTimer);
@@ -181,22 +177,21 @@ export class ForwardService {
     for (const n of r.nexuses.values()) r.target.nexusClosed(n);
     r.nexuses.clear();
   }
+}
 
-  private nexusOf(n: Record<string, any>, port: number): Nexus {
-    const isidHex = String(n.isid_hex).toLowerCase();
-    return { id: nexusId(n.initiator_name, isidHex, port), initiatorName: n.initiator_name, isidHex, portalGroupTag: port };
-  }
+/** A nexus a secondary names (hello or nexus_opened), as seen through its relative target port. */
+function nexusOf(n: Record<string, any>, port: number): Nexus {
+  const isidHex = String(n.isid_hex).toLowerCase();
+  return { id: nexusId(n.initiator_name, isidHex, port), initiatorName: n.initiator_name, isidHex, portalGroupTag: port };
 }
 
 /** One attached stream: commands in, results out, batched both ways, bounded by the welcome's limits. */
 class ForwardStream {
   private readonly inflight = new Map<string, { signal: TaskSignal; bytes: number }>();
   private inflightBytes = 0;
-  private out: SizedEvent[] = [];
+  private readonly out = new EventBatcher({ ready: () => !this.over, write: (m) => this.s.call.write(m) });
   /** Commands whose Data-Out is still arriving in pieces, by id. */
   private readonly arriving = new Map<string, { command: Record<string, any>; nexus: Nexus; data: Assembly }>();
-  private flushScheduled = false;
-  private blocked = false;
   private over = false;
   private lastHeardMs = performance.now();
   private readonly beat: NodeJS.Timeout;
@@ -214,7 +209,7 @@ class ForwardStream {
   }) {
     const call = s.call;
     call.on('data', (m: Record<string, any>) => this.receive(m));
-    call.on('drain', () => { this.blocked = false; this.flush(); });
+    call.on('drain', () => this.out.drained());
     call.on('end', () => { this.finish('the secondary ended the stream'); try { call.end(); } catch { /* gone */ } });
     call.on('error', (err: Error) => this.finish(err.message));
     call.on('cancelled', () => this.finish('cancelled'));
@@ -250,7 +245,7 @@ class ForwardStream {
       this.end();
       return;
     }
-    if (!this.blocked) this.s.call.write({ heartbeat: { sent_at_us: String(Math.round(performance.now() * 1000)) } });
+    if (!this.out.blocked) this.s.call.write({ heartbeat: { sent_at_us: String(Math.round(performance.now() * 1000)) } });
   }
 
   private receive(m: Record<string, any>): void {
@@ -271,8 +266,7 @@ class ForwardStream {
     switch (e.kind) {
       case 'nexus_opened': {
         const n = e.nexus_opened;
-        const isidHex = String(n.isid_hex).toLowerCase();
-        const nexus: Nexus = { id: nexusId(n.initiator_name, isidHex, this.s.port), initiatorName: n.initiator_name, isidHex, portalGroupTag: this.s.port };
+        const nexus = nexusOf(n, this.s.port);
         if (!this.s.nexusOpened(nexus)) return 'too many nexuses';
         this.s.handles.set(n.handle, nexus);
         return undefined;
@@ -301,8 +295,8 @@ class ForwardStream {
     const nexus = this.s.handles.get(c.nexus);
     if (!nexus) return `command ${c.id} names nexus ${c.nexus}, never opened`;
     if (this.inflight.has(c.id)) return `command ${c.id} is already outstanding`;
-    const bytes = c.expected_data_length + c.expected_read_length + c.cdb.length;
-    if (this.inflight.size >= this.s.limits.commandsMax || (this.inflight.size > 0 && this.inflightBytes + bytes > this.s.limits.bytesMax)) {
+    const bytes = commandBytes({ expectedDataLength: c.expected_data_length, expectedReadLength: c.expected_read_length, cdb: c.cdb });
+    if (!withinBounds({ commands: this.inflight.size, bytes: this.inflightBytes }, bytes, this.s.limits)) {
       return `more than ${this.s.limits.commandsMax} commands or ${this.s.limits.bytesMax} bytes outstanding`;
     }
     const signal: TaskSignal = { aborted: false };
@@ -344,22 +338,14 @@ class ForwardStream {
 
   /** The result, its Data-In in pieces when it is large. */
   private answer(id: string, r: Parameters<typeof resultMessage>[1]): void {
-    const m = resultMessage(id, r);
-    const data = r.dataIn;
-    if (data === undefined || data.length === 0) {
-      this.push({ result: m }, 0);
-      return;
-    }
-    const pieces = piecesOf(data);
-    this.push({ result: { ...m, data_in: pieces[0], data_in_total: data.length } }, pieces[0].length);
-    for (let i = 1; i < pieces.length; i++) this.push({ result_data: { id, data: pieces[i] } }, pieces[i].length);
+    for (const e of pieceEvents(resultPieces, id, resultMessage(id, r), r.dataIn ? [r.dataIn] : [])) this.push(e);
   }
 
   private taskManagement(t: Record<string, any>): string | undefined {
     const nexus = this.s.handles.get(t.nexus);
     const fn = tmfOf(t.function);
     if (!nexus) return `task management ${t.id} names nexus ${t.nexus}, never opened`;
-    const answer = (r: Parameters<typeof tmfResultName>[0]): void => this.push({ task_management_result: { id: t.id, result: tmfResultName(r) } }, 0);
+    const answer = (r: Parameters<typeof tmfResultName>[0]): void => this.push(sized({ task_management_result: { id: t.id, result: tmfResultName(r) } }));
     if (!fn) {
       answer('function-rejected');
       return undefined;
@@ -371,18 +357,8 @@ class ForwardStream {
     return undefined;
   }
 
-  private push(event: Record<string, unknown>, dataBytes: number): void {
-    if (this.over) return;
-    this.out.push(sized(event, dataBytes));
-    if (this.flushScheduled || this.blocked) return;
-    this.flushScheduled = true;
-    setImmediate(() => this.flush());
-  }
-
-  private flush(): void {
-    this.flushScheduled = false;
-    while (!this.over && !this.blocked && this.out.length > 0) {
-      if (!this.s.call.write({ batch: { events: takeMessage(this.out) } })) this.blocked = true;
-    }
+  /** Answers of a stream that is over have nowhere to go. */
+  private push(e: SizedEvent): void {
+    if (!this.over) this.out.push(e);
   }
 }

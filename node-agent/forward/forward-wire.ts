@@ -35,9 +35,11 @@ const tmfResultNames: Readonly<Record<TaskManagementResult, string>> = {
 };
 const tmfResultByName = new Map(Object.entries(tmfResultNames).map(([k, v]) => [v, k as TaskManagementResult]));
 
-/** Wire form of one command; `nexus` is the stream's handle for the request's nexus. */
+/**
+ * Wire form of one command without its Data-Out (forward-pieces.ts pieceEvents adds it, in pieces);
+ * `nexus` is the stream's handle for the request's nexus.
+ */
 export function commandMessage(id: number, nexus: number, req: ScsiRequest): Record<string, unknown> {
-  const write = req.dataOut !== undefined || req.dataOutParts !== undefined;
   return {
     id: String(id),
     nexus,
@@ -48,37 +50,36 @@ export function commandMessage(id: number, nexus: number, req: ScsiRequest): Rec
     expected_data_length: req.expectedDataLength,
     expected_read_length: req.expectedReadLength ?? 0,
     has_expected_read_length: req.expectedReadLength !== undefined,
-    // Several Data-Out pieces are joined here once: the message needs one bytes field.
-    data_out: write ? (req.dataOutParts && req.dataOutParts.length > 1 ? Buffer.concat(req.dataOutParts as Buffer[]) : req.dataOut!) : undefined,
-    has_data_out: write,
+    // Parts first: a multi-PDU request's dataOut is a getter that joins them.
+    has_data_out: req.dataOutParts !== undefined || req.dataOut !== undefined,
   };
+}
+
+/** A command's Data-Out as the transport received it: a multi-PDU write's parts are not joined. */
+export function dataOutOf(req: ScsiRequest): readonly Buffer[] {
+  if (req.dataOutParts !== undefined) return req.dataOutParts;
+  return req.dataOut !== undefined ? [req.dataOut] : [];
 }
 
 /** The request a forwarded command stands for, at the primary (the nexus already resolved). */
 export function requestOf(m: Record<string, any>, nexus: ScsiRequest['nexus'], signal: TaskSignal, dataOutParts?: Buffer[]): ScsiRequest {
-  const attribute = attributeByName.get(m.attribute) ?? 'simple';
-  if (dataOutParts && dataOutParts.length > 1) {
-    // Several pieces: WRITE stores them as they are; any other command joins them on first access.
-    let joined: Buffer | undefined;
-    return {
-      nexus, lun: m.lun, cdb: m.cdb, taskTag: m.task_tag, attribute,
-      expectedDataLength: m.expected_data_length,
-      expectedReadLength: m.has_expected_read_length ? m.expected_read_length : undefined,
-      dataOutParts,
-      get dataOut(): Buffer { return (joined ??= Buffer.concat(dataOutParts)); },
-      signal,
-    };
-  }
-  return {
+  const base = {
     nexus,
     lun: m.lun,
     cdb: m.cdb,
     taskTag: m.task_tag,
-    attribute,
+    attribute: attributeByName.get(m.attribute) ?? 'simple',
     expectedDataLength: m.expected_data_length,
     expectedReadLength: m.has_expected_read_length ? m.expected_read_length : undefined,
-    dataOut: m.has_data_out ? m.data_out : undefined,
     signal,
+  };
+  if (!dataOutParts || dataOutParts.length <= 1) return { ...base, dataOut: m.has_data_out ? m.data_out : undefined };
+  // Several pieces: WRITE stores them as they are; any other command joins them on first access.
+  let joined: Buffer | undefined;
+  return {
+    ...base,
+    dataOutParts,
+    get dataOut(): Buffer { return (joined ??= Buffer.concat(dataOutParts)); },
   };
 }
 
@@ -120,7 +121,16 @@ export function tmfResultOf(name: string): TaskManagementResult {
   return tmfResultByName.get(name) ?? 'function-rejected';
 }
 
-/** Bytes a command holds in flight: what it sends plus what it may bring back. */
-export function commandBytes(req: ScsiRequest): number {
-  return req.expectedDataLength + (req.expectedReadLength ?? 0) + req.cdb.length;
+/** Bytes a command holds in flight: what it sends plus what it may bring back (and its CDB). */
+export function commandBytes(c: { readonly expectedDataLength: number; readonly expectedReadLength?: number; readonly cdb: { readonly length: number } }): number {
+  return c.expectedDataLength + (c.expectedReadLength ?? 0) + c.cdb.length;
+}
+
+/**
+ * Whether one more command of `bytes` stays within the welcome's limits, given what is outstanding:
+ * the secondary admits by it, the primary refuses a stream that breaks it. One command larger than
+ * the byte bound still goes alone.
+ */
+export function withinBounds(outstanding: { commands: number; bytes: number }, bytes: number, limits: { commandsMax: number; bytesMax: number }): boolean {
+  return outstanding.commands < limits.commandsMax && (outstanding.commands === 0 || outstanding.bytes + bytes <= limits.bytesMax);
 }

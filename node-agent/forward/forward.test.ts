@@ -224,3 +224,20 @@ test('the largest transfer (8 MiB, the Block Limits maximum) travels in pieces b
   t.is(back.status, 0);
   t.true(back.dataIn?.equals(data), 'READ returns the 8 MiB WRITE stored');
 });
+
+test('a multi-PDU WRITE travels as its Data-Out parts, not joined: the primary\'s target gets them as parts and stores them in order', async (t) => {
+  const r = await rig(t);
+  const sizes = [64 * 1024, 1536 * 1024, 64 * 1024];
+  const parts = sizes.map((n, i) => Buffer.alloc(n, 0x30 + i));
+  const blocks = (64 + 1536 + 64) * 2;
+  const cdb = Buffer.alloc(16);
+  Buffer.from([0x2a, 0, 0, 0, 0, 16, 0, blocks >> 8, blocks & 0xff, 0]).copy(cdb);
+  const w = await r.link.execute({
+    nexus: remote, lun: 0, cdb, taskTag: 9001, attribute: 'simple',
+    expectedDataLength: blocks * 512, dataOutParts: parts, get dataOut(): Buffer { throw new Error('the link joined the parts'); },
+  });
+  t.is(w.status, 0);
+  t.deepEqual(r.seen.at(-1)?.dataOutParts?.map((p) => p.length), [64 * 1024, 1024 * 1024, 512 * 1024, 64 * 1024], 'parts, the large one cut at the piece size');
+  const back = await r.exec([0x28, 0, 0, 0, 0, 16, 0, blocks >> 8, blocks & 0xff, 0], { readLength: blocks * 512 });
+  t.true(back.dataIn?.equals(Buffer.concat(parts)), 'READ returns the parts in order');
+});

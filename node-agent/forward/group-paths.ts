@@ -47,6 +47,8 @@ class GroupPath implements ScsiTarget {
   peerUpToDate: boolean;
   readonly forwarding = new Set<string>();
   link: ForwardLink | undefined;
+  /** The site `link` forwards to. */
+  linkTo: string | undefined;
   linkSinceMs = 0;
   transitionTimer: NodeJS.Timeout | undefined;
   /** Every nexus open through this site's portal, so a new path learns them. */
@@ -105,12 +107,7 @@ export class GroupPaths {
 
   constructor(private readonly o: GroupPathsOptions) {
     this.onLeavePrimary = o.onLeavePrimary;
-    for (const g of o.groups) {
-      const p = new GroupPath(g, o.primaryOf(g.name), o.peerUpToDate(g.name), o.self);
-      this.paths.set(g.name, p);
-      this.byIqn.set(g.iqn, p);
-      this.applyAlua(p);
-    }
+    for (const g of o.groups) this.addGroup(g);
   }
 
   /** Opens the links of the groups this site is secondary of (after the gRPC server listens). */
@@ -127,7 +124,7 @@ export class GroupPaths {
     return { lookup: (iqn) => this.byIqn.get(iqn) ?? base.lookup(iqn), discovery: () => base.discovery() };
   }
 
-  /** A group added at runtime (topology apply): its path, its link once started. */
+  /** A group of the topology, at start or added at runtime (topology apply): its path, its link once started. */
   addGroup(g: PathGroup): void {
     assert(!this.paths.has(g.name), `group ${g.name} added twice`);
     const p = new GroupPath(g, this.o.primaryOf(g.name), this.o.peerUpToDate(g.name), this.o.self);
@@ -145,7 +142,6 @@ export class GroupPaths {
     if (p.isPrimaryHere) this.onLeavePrimary?.(name, `group ${name} was removed from the topology`);
     clearTimeout(p.transitionTimer);
     p.link?.close();
-    this.linkTarget.delete(p);
     this.paths.delete(name);
     this.byIqn.delete(p.g.iqn);
   }
@@ -236,13 +232,13 @@ export class GroupPaths {
   /** A secondary (unfenced, with a known primary elsewhere) keeps one link to the primary. */
   private relink(p: GroupPath): void {
     const want = !this.closed && !p.fenced && p.primary !== undefined && p.primary !== this.o.self ? p.primary : undefined;
-    if (p.link && p.link.linkState.kind !== 'closed' && want !== undefined && this.linkTarget.get(p) === want) return;
+    if (p.link && p.link.linkState.kind !== 'closed' && want !== undefined && p.linkTo === want) return;
     p.link?.close();
     p.link = undefined;
-    this.linkTarget.delete(p);
+    p.linkTo = undefined;
     if (want === undefined) return;
     p.linkSinceMs = performance.now();
-    this.linkTarget.set(p, want);
+    p.linkTo = want;
     p.link = this.o.openLink({
       group: p.g.name, primary: want, nexuses: p.open.values(),
       onState: (s) => {
@@ -251,8 +247,6 @@ export class GroupPaths {
       },
     });
   }
-
-  private readonly linkTarget = new Map<GroupPath, string>();
 
   private facts(p: GroupPath): GroupFacts {
     let link: GroupFacts['link'] = 'lost';
