@@ -18,7 +18,7 @@ import type { SiteRoles } from './role/site-roles.ts';
 import type { GroupTarget } from './targets.ts';
 import type { PortalAccess } from './access.ts';
 import { ackPolicyOf } from './mirror-setup.ts';
-import { checkApplyRequest, type ApplyOutcome, type ApplyRefusal, type ApplyRequest } from '../common/topology-apply-wire.ts';
+import { applyGate, checkApplyRequest, type ApplyOutcome, type ApplyRefusal, type ApplyRequest } from '../common/topology-apply-wire.ts';
 
 /** What the agent built at start, handed over so an apply can change it in place. */
 export interface AgentParts {
@@ -97,21 +97,11 @@ export class TopologyRuntime {
 
   private async step(q: ApplyRequest): Promise<ApplyOutcome> {
     const refuse = (message: string, code: ApplyRefusal['code'] = 'precondition'): ApplyRefusal => ({ refused: true, code, message });
-    const site = this.parts.site.name;
-    if (q.cluster !== this.current.name) return refuse(`site ${site} serves cluster "${this.current.name}", not "${q.cluster}"`);
     const rec = this.state();
-    if (q.phase !== 'prepare') {
-      if (q.version !== rec.version || q.text !== rec.text) return refuse(`site ${site} has not prepared version ${q.version} of this topology (it holds version ${rec.version})`);
-      const expected = q.phase === 'commit' ? 'prepare' : 'commit';
-      if (rec.pendingPhase !== expected) return { refused: false, version: rec.version, done: [] }; // done before
-      return q.phase === 'commit' ? this.commit(q) : this.finish(q);
-    }
-    const same = q.version === rec.version && q.text === rec.text;
-    // The same version again (metroctl completing an interrupted apply): a prepare that was followed
-    // by a commit, or the whole version, is done; only a prepare left as the last phase runs again.
-    if (same && rec.pendingPhase !== 'prepare') return { refused: false, version: rec.version, done: [] };
-    if (!same && q.version <= rec.version) return refuse(`version ${q.version} is not newer than version ${rec.version}, which site ${site} already applied`);
-    if (!same && rec.pendingPhase) return refuse(`site ${site} has version ${rec.version} half applied (${rec.pendingPhase} done): complete it first`);
+    const gate = applyGate(q, { who: `site ${this.parts.site.name}`, cluster: this.current.name, applied: rec });
+    if (!('run' in gate)) return gate;
+    if (gate.run === 'commit') return this.commit(q);
+    if (gate.run === 'finish') return this.finish(q);
     // Relative paths in the text resolve against this site's own topology file, wherever the
     // operator's copy lives (q.file is where metroctl read it, kept for the record only).
     const parsed = parseTopology(q.text, rec.file);
