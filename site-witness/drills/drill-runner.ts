@@ -6,7 +6,7 @@
 // and the probe block read back at the new primary (rpo-measure.ts).
 import type { Drill, Topology } from '../../common/topology/index.ts';
 import { newDrillReport, type DrillPhaseRecord, type DrillReport } from '../../common/drills/report.ts';
-import { operate, primaryOf, reachFrom, readCluster, metroctlHas } from '../../common/ops/cluster-ops.ts';
+import { operate, pollUntil, primaryOf, reachFrom, readCluster, metroctlHas } from '../../common/ops/cluster-ops.ts';
 import type { DurableRecord } from '../arbiter.ts';
 import { drillStep, startDrill, type DrillPhase, type DrillState, type PhaseResult } from './drill-machine.ts';
 import { IoProbe, probeInitiator, probeLogin } from '../../common/probe/io-probe.ts';
@@ -183,13 +183,8 @@ async function precheck(e: DrillEdges, drill: Drill): Promise<Precheck> {
 }
 
 async function waitPrimary(t: Topology, group: string, site: string, waitMs: number): Promise<{ ok: true; epoch: number } | { ok: false; detail: string }> {
-  const until = performance.now() + waitMs;
-  for (;;) {
-    const p = primaryOf(await readCluster(t), group);
-    if (p?.site === site) return { ok: true, epoch: p.epoch };
-    if (performance.now() >= until) return { ok: false, detail: `${group}'s primary is ${p?.site ?? 'nobody'}, not ${site}` };
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  const r = await pollUntil(async () => primaryOf(await readCluster(t), group), (p) => p?.site === site, { waitMs, intervalMs: 200 });
+  return r.met ? { ok: true, epoch: r.value!.epoch } : { ok: false, detail: `${group}'s primary is ${r.value?.site ?? 'nobody'}, not ${site}` };
 }
 
 function lastErrors(p: IoProbe): string {
