@@ -13,10 +13,12 @@ import { spawn } from 'node:child_process';
 import os from 'node:os';
 import { IoProbe, probeInitiator } from '../common/probe/io-probe.ts';
 import { agentStatusReader, makeTopology, metroctlBin, startUp, stopUp, waitSettled, type UpProcess } from '../tests/harness/cluster.ts';
-import { run } from '../tests/harness/tools.ts';
+import { failoverLeaseMs } from '../tests/harness/io-load.ts';
+import { qemuIoFailed, run } from '../tests/harness/tools.ts';
 import { removeClusterDir } from '../tests/harness/secrets.ts';
 
-export const failoverLeaseMs = 2000;
+/** The lease of the failover process tests' cluster, used here too; main.ts prints it with the figures. */
+export { failoverLeaseMs };
 /** The issue's goals, printed beside the medians. */
 export const failoverGoalMs = 3000;
 export const switchoverPauseGoalMs = 500;
@@ -78,7 +80,7 @@ async function failoverRound(c: Cluster, signal: AbortSignal): Promise<number> {
     for (;;) {
       if (signal.aborted) throw new Error('interrupted');
       const w = await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0xee 63M 4k', c.url(secondary)], { timeoutMs: 15_000 });
-      if (w.code === 0 && !/fail|error/i.test(w.stdout + w.stderr)) return performance.now() - killedAt;
+      if (w.code === 0 && !qemuIoFailed(w.stdout + w.stderr)) return performance.now() - killedAt;
       if (performance.now() - killedAt > 60_000) throw new Error(`no write completed at ${secondary} within 60 s of the SIGKILL of ${primary}`);
       await new Promise((r) => setTimeout(r, 20));
     }
