@@ -6,20 +6,14 @@
 import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { startCluster, metroctlBin, type TestCluster } from './harness/cluster.ts';
-import { run } from './harness/tools.ts';
+import { startCluster, type TestCluster } from './harness/cluster.ts';
+import { metroctl, weeklyDbDrill } from './harness/drills.ts';
+import type { DrillReport } from '../common/drills/report.ts';
 import { probeInitiator } from '../common/probe/io-probe.ts';
 
-const metroctl = (args: string[], timeoutMs = 300_000) => run(process.execPath, [metroctlBin, ...args], { timeoutMs });
 const hostSecret = 'host1-secret-0123';
 const targetSecret = 'target-secret-4567';
 const wrongSecret = 'rotated-secret-8901';
-
-interface Report {
-  id: string; outcome: string; reason: string | null; from: string | null; to: string | null; rtoMs: number | null; rpoMs: number | null; rpoBasis: string;
-  rpoEvidence: { readBack: string; atRisk: boolean } | null; phases: Array<{ name: string; ok: boolean; detail: string }>;
-  probe: { paths: Array<{ site: string; served: number }> } | null; finalPrimary: string | null;
-}
 
 let cluster: TestCluster | undefined;
 test.before(async () => {
@@ -32,7 +26,7 @@ test.before(async () => {
 access:
   initiators: [ "iqn.2026-11.org.example:host1", "${probeInitiator('test')}" ]
   chap: { user: host1, secretFile: ./secrets/host1, mutual: { user: metro, secretFile: ./secrets/target } }`,
-    extra: 'replication: { ack: sync }\ndrills:\n  - { name: weekly-db, group: db, schedule: "0 3 * * 0", failback: true }',
+    extra: `replication: { ack: sync }\n${weeklyDbDrill}`,
     // host1-kept: the original secret stays under secrets/, so the leak check looks for it too.
     files: { 'secrets/host1': `${hostSecret}\n`, 'secrets/target': `${targetSecret}\n`, 'secrets/host1-kept': `${hostSecret}\n` },
   });
@@ -55,7 +49,7 @@ test.serial('with mutual CHAP the probe logs in and the drill passes with a meas
   const r = await metroctl(['drill', 'run', 'weekly-db', '-f', c.file, '-o', 'json']);
   noSecrets(t, r.stdout + r.stderr);
   t.is(r.code, 0, r.stdout + r.stderr + (await c.logTail('witness')));
-  const rep = JSON.parse(r.stdout) as Report;
+  const rep = JSON.parse(r.stdout) as DrillReport;
   t.is(rep.outcome, 'passed', rep.reason ?? '');
   t.deepEqual(rep.phases.map((p) => [p.name, p.ok]), [['precheck', true], ['switchover', true], ['verify', true], ['failback', true]]);
   t.true(rep.rtoMs !== null && rep.rtoMs > 0 && rep.rtoMs < 30_000, `RTO ${rep.rtoMs} ms`);
@@ -73,7 +67,7 @@ async function refused(t: ExecutionContext, reason: RegExp): Promise<void> {
   const r = await metroctl(['drill', 'run', 'weekly-db', '-f', c.file, '-o', 'json']);
   noSecrets(t, r.stdout + r.stderr);
   t.is(r.code, 1, r.stdout + r.stderr);
-  const rep = JSON.parse(r.stdout) as Report;
+  const rep = JSON.parse(r.stdout) as DrillReport;
   t.is(rep.outcome, 'aborted');
   t.regex(rep.reason ?? '', reason);
   t.deepEqual(rep.phases.map((p) => p.name), ['precheck']);

@@ -4,42 +4,10 @@
 // mirror at the handover, the probe block read back at beta); every write the client saw
 // acknowledged reads back afterwards. A second drill asked for meanwhile is skipped.
 import test from 'ava';
-import { makeTopology, startUp, stopUp, metroctlBin } from './harness/cluster.ts';
-import { requireTools, run } from './harness/tools.ts';
-import { removeClusterDir } from './harness/secrets.ts';
-
-const metroctl = (args: string[], timeoutMs = 300_000) => run(process.execPath, [metroctlBin, ...args], { timeoutMs });
-const drills = 'drills:\n  - { name: weekly-db, group: db, schedule: "0 3 * * 0", failback: true }';
-const settings = 'replication: { ack: sync }\nfailover: { leaseMs: 2000, maxDataLossMs: 0 }';
-
-interface Report {
-  id: string; outcome: string; reason: string | null; from: string; to: string; rtoMs: number | null; failbackRtoMs: number | null;
-  rpoMs: number | null; rpoBasis: string;
-  rpoEvidence: { handover: { mode: string; secondary: string; lagBytes: number; lagMs: number; drained: boolean; windowMs: number | null } | null; readBack: string; atRisk: boolean } | null;
-  verify: { mismatches: number | null } | null; phases: Array<{ name: string; ok: boolean; detail: string }>;
-  probe: { paths: Array<{ site: string; served: number }>; writeRead: string | null } | null; finalPrimary: string | null;
-}
-
-async function primaryOf(file: string, group: string): Promise<{ site: string; epoch: number; gate: string } | null> {
-  const r = await metroctl(['status', '-f', file, '-o', 'json'], 30_000);
-  const json = JSON.parse(r.stdout || '{"sites":[]}') as { sites: Array<{ name: string; groups?: Array<{ name: string; arbitration?: { primary: string; epoch: string; gate: string } }> }> };
-  let best: { site: string; epoch: number; gate: string } | null = null;
-  for (const s of json.sites) {
-    const a = s.groups?.find((g) => g.name === group)?.arbitration;
-    if (a && a.primary === s.name && (!best || Number(a.epoch) > best.epoch)) best = { site: s.name, epoch: Number(a.epoch), gate: a.gate };
-  }
-  return best;
-}
-
-async function serving(file: string, group: string, site: string): Promise<void> {
-  const until = Date.now() + 90_000;
-  for (;;) {
-    const p = await primaryOf(file, group);
-    if (p?.site === site && p.gate !== 'closed') return;
-    if (Date.now() > until) throw new Error(`${group} not served by ${site}: ${JSON.stringify(p)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+import { startCluster } from './harness/cluster.ts';
+import { drillFailoverSettings, metroctl, serving, weeklyDbDrill } from './harness/drills.ts';
+import { qemuIoFailed, requireTools, run } from './harness/tools.ts';
+import type { DrillReport } from '../common/drills/report.ts';
 
 /**
  * A host writing 4 KiB blocks in batches of qemu-io commands through one portal, moving to the
@@ -67,7 +35,7 @@ function writer(urls: string[]) {
         const b = batch.find((x) => x.offset === off)!;
         acked.set(off, b.pattern);
       }
-      if (r.code !== 0 || /error|fail/i.test(r.stdout + r.stderr)) { failures++; path = 1 - path; }
+      if (r.code !== 0 || qemuIoFailed(r.stdout + r.stderr)) { failures++; path = 1 - path; }
     }
   })();
   return { acked, stopped: async () => { stop = true; await loop; return { failures, writes: n }; } };
@@ -75,15 +43,13 @@ function writer(urls: string[]) {
 
 test('a drill switches over, verifies, fails back and reports a measured RTO with zero mismatches while a client writes', async (t) => {
   if (!requireTools(t, ['qemu-io'])) return;
-  const c = await makeTopology({ groups: `
+  const c = await startCluster({ groups: `
   - name: db
     preferredSite: alpha
-    volumes: [ { name: data, size: 16MiB } ]`, extra: `${settings}\n${drills}` });
-  const up = startUp(c.file, ['--no-restart']);
+    volumes: [ { name: data, size: 16MiB } ]`, extra: `${drillFailoverSettings}\n${weeklyDbDrill}`, restart: false, settle: false });
   try {
-    await up.waitFor(/^ready$/m, 150_000);
     await serving(c.file, 'db', 'alpha');
-    const url = (n: 1 | 2) => `iscsi://${c.host(n)}:3260/iqn.2026-11.io.metrocluster:${c.name}.db/0`;
+    const url = (n: 1 | 2) => `iscsi://${c.portal(n)}/${c.iqn('db')}/0`;
     const w = writer([url(1), url(2)]);
     await new Promise((r) => setTimeout(r, 1500));
 
@@ -95,10 +61,10 @@ test('a drill switches over, verifies, fails back and reports a measured RTO wit
     const writes = await w.stopped();
     t.is(second.code, 1);
     t.like(JSON.parse(second.stdout), { outcome: 'skipped' });
-    t.regex((JSON.parse(second.stdout) as Report).reason ?? '', /drill weekly-db \(weekly-db-\S+\) is running: one drill at a time per cluster/);
+    t.regex((JSON.parse(second.stdout) as DrillReport).reason ?? '', /drill weekly-db \(weekly-db-\S+\) is running: one drill at a time per cluster/);
 
     t.is(r.code, 0, r.stdout + r.stderr);
-    const rep = JSON.parse(r.stdout) as Report;
+    const rep = JSON.parse(r.stdout) as DrillReport;
     t.is(rep.outcome, 'passed', rep.reason ?? '');
     t.deepEqual(rep.phases.map((p) => [p.name, p.ok]), [['precheck', true], ['switchover', true], ['verify', true], ['failback', true]]);
     t.like(rep, { from: 'alpha', to: 'beta', rpoMs: 0, finalPrimary: 'alpha', verify: { mismatches: 0 } });
@@ -127,7 +93,6 @@ test('a drill switches over, verifies, fails back and reports a measured RTO wit
     const list = await metroctl(['drill', 'list', '-f', c.file, '-o', 'json']);
     t.like((JSON.parse(list.stdout) as { drills: object[] }).drills[0], { name: 'weekly-db', lastOutcome: 'skipped' });
   } finally {
-    await stopUp(up);
-    await removeClusterDir(c.dir);
+    await c.stop();
   }
 });

@@ -7,7 +7,7 @@ import test, { type ExecutionContext } from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { makeTopology, startUp, stopUp, metroctlBin, repoRoot, type UpProcess } from './harness/cluster.ts';
+import { logTail, makeTopology, startUp, stopUp, metroctlBin, repoRoot, type UpProcess } from './harness/cluster.ts';
 import { requireTools, run } from './harness/tools.ts';
 import { failoverLeaseMs, failoverTopology, firstWrite, pattern, qemuIo, waitFor, writeLoad } from './harness/io-load.ts';
 import { removeClusterDir } from './harness/secrets.ts';
@@ -39,10 +39,7 @@ async function start(): Promise<Cluster> {
   const c: Cluster = {
     dir, file, up, own: [],
     url: (site, group) => `iscsi://${host(site)}:3260/iqn.2026-11.io.metrocluster:${name}.${group}/0`,
-    logTail: async (d) => {
-      const f = d === 'witness' ? path.join(dir, 'data', 'witness', 'logs', 'witness.log') : path.join(dir, 'data', d, 'logs', 'agent.log');
-      return (await fs.readFile(f, 'utf8').catch(() => '')).trimEnd().split('\n').slice(-30).join('\n');
-    },
+    logTail: (d) => logTail(dir, d, 30),
   };
   running.add(c);
   await up.waitFor(/^ready$/m, 150_000);

@@ -4,7 +4,7 @@
 import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { makeTopology, startUp, stopUp, metroctlBin, waitSettled, type UpProcess, type ClusterSpec } from './harness/cluster.ts';
+import { logTail, makeTopology, startUp, stopUp, metroctlBin, waitSettled, type UpProcess, type ClusterSpec } from './harness/cluster.ts';
 import { startTcpProxy, type TcpProxy } from './harness/tcp-proxy.ts';
 import { requireTools, run } from './harness/tools.ts';
 import { failoverLeaseMs, failoverTopology, firstWrite, pattern, qemuIo, waitFor, writeLoad } from './harness/io-load.ts';
@@ -39,10 +39,7 @@ async function start(spec: Pick<ClusterSpec, 'routes'> = {}, beforeUp?: (host: (
   const c: Cluster = {
     dir, file, host, up,
     url: (site, group) => `iscsi://${host(site)}:3260/iqn.2026-11.io.metrocluster:${name}.${group}/0`,
-    logTail: async (d) => {
-      const f = d === 'witness' ? path.join(dir, 'data', 'witness', 'logs', 'witness.log') : path.join(dir, 'data', d, 'logs', 'agent.log');
-      return (await fs.readFile(f, 'utf8').catch(() => '')).trimEnd().split('\n').slice(-30).join('\n');
-    },
+    logTail: (d) => logTail(dir, d, 30),
   };
   running.add(c);
   await up.waitFor(/^ready$/m, 150_000);

@@ -2,9 +2,8 @@
 // alpha is declared safe to power off; failback then waits for the copies to be up-to-date,
 // verifies them (zero mismatches) and returns each group to its preferred site.
 import test from 'ava';
-import { makeTopology, startUp, stopUp, metroctlBin } from './harness/cluster.ts';
+import { startCluster, metroctlBin } from './harness/cluster.ts';
 import { run } from './harness/tools.ts';
-import { removeClusterDir } from './harness/secrets.ts';
 
 const metroctl = (args: string[], timeoutMs = 300_000) => run(process.execPath, [metroctlBin, ...args], { timeoutMs });
 
@@ -22,10 +21,8 @@ async function primaries(file: string): Promise<Record<string, string>> {
 }
 
 test('planned-maintenance moves every group off a site; failback resyncs, verifies and brings them home', async (t) => {
-  const c = await makeTopology({ extra: 'replication: { ack: sync }\nfailover: { leaseMs: 2000, maxDataLossMs: 0 }' });
-  const up = startUp(c.file, ['--no-restart']);
+  const c = await startCluster({ extra: 'replication: { ack: sync }\nfailover: { leaseMs: 2000, maxDataLossMs: 0 }', restart: false, settle: false });
   try {
-    await up.waitFor(/^ready$/m, 150_000);
     const until = Date.now() + 90_000;
     while (JSON.stringify(await primaries(c.file)) !== JSON.stringify({ db: 'alpha', vm: 'beta' }) && Date.now() < until) await new Promise((r) => setTimeout(r, 300));
 
@@ -47,7 +44,6 @@ test('planned-maintenance moves every group off a site; failback resyncs, verifi
     t.regex(h.stdout, /planned-maintenance --site alpha\s+succeeded/);
     t.regex(h.stdout, /failback\s+succeeded/);
   } finally {
-    await stopUp(up);
-    await removeClusterDir(c.dir);
+    await c.stop();
   }
 });

@@ -3,9 +3,8 @@
 // every group up at beta (failing over what the cluster has not failed over itself), proves I/O
 // through beta's portal, and tells the admin what hosts must do.
 import test from 'ava';
-import { makeTopology, startUp, stopUp, metroctlBin } from './harness/cluster.ts';
+import { startCluster, metroctlBin } from './harness/cluster.ts';
 import { run } from './harness/tools.ts';
-import { removeClusterDir } from './harness/secrets.ts';
 
 const metroctl = (args: string[], timeoutMs = 240_000) => run(process.execPath, [metroctlBin, ...args], { timeoutMs });
 
@@ -30,10 +29,8 @@ async function primaries(file: string): Promise<Record<string, { primary: string
 }
 
 test('site-loss after a killed site brings every group up at the survivor', async (t) => {
-  const c = await makeTopology({ extra: 'replication: { ack: sync }\nfailover: { leaseMs: 2000, maxDataLossMs: 0 }' });
-  const up = startUp(c.file, ['--no-restart']);
+  const c = await startCluster({ extra: 'replication: { ack: sync }\nfailover: { leaseMs: 2000, maxDataLossMs: 0 }', restart: false, settle: false });
   try {
-    await up.waitFor(/^ready$/m, 150_000);
     const until = Date.now() + 180_000;
     let p = await primaries(c.file);
     // Serving, and db's copy at beta up-to-date (the initial resync done): a loss then costs nothing.
@@ -43,8 +40,8 @@ test('site-loss after a killed site brings every group up at the survivor', asyn
     }
     t.like(p, { db: { primary: 'alpha' }, vm: { primary: 'beta' } }, `serving before the loss; last status ${last}`);
 
-    process.kill(up.pidOf('agent alpha'), 'SIGKILL');
-    await up.waitFor(/agent alpha exited .*left down/, 30_000);
+    process.kill(c.up.pidOf('agent alpha'), 'SIGKILL');
+    await c.up.waitFor(/agent alpha exited .*left down/, 30_000);
 
     const r = await metroctl(['runbook', 'run', 'site-loss', '--site', 'alpha', '-f', c.file, '--yes']);
     t.is(r.code, 0, r.stdout + r.stderr);
@@ -63,7 +60,6 @@ test('site-loss after a killed site brings every group up at the survivor', asyn
     t.true((after.db?.epoch ?? 0) >= 2, 'db moved in a newer epoch');
     t.not(after.db?.gate, 'closed', 'beta acknowledges writes for db');
   } finally {
-    await stopUp(up);
-    await removeClusterDir(c.dir);
+    await c.stop();
   }
 });

@@ -55,6 +55,11 @@ export interface ClusterSpec {
    * outdated at the witness. Hosts then log in after the initial resync's ALUA change, not during it.
    */
   settle?: boolean | { outdated: string[] };
+  /**
+   * startCluster: false runs `metroctl up --no-restart`, so a daemon that dies stays down (the test
+   * decides what runs). Default true: metroctl up restarts it.
+   */
+  restart?: boolean;
   /** Files written beside the topology before it is loaded (path relative to its folder), mode 0600. */
   files?: Record<string, string>;
   /**
@@ -185,32 +190,33 @@ export async function stopUp(up: UpProcess): Promise<void> {
 export async function startCluster(spec: ClusterSpec = {}): Promise<TestCluster> {
   const { dir, file, host, name } = await makeTopology(spec);
   await spec.beforeUp?.({ dir, file, host });
-  const up = startUp(file);
-  await up.waitFor(/^ready$/m, 150_000);
-  if (spec.settle !== false) {
-    try {
-      await waitSettled(file, spec.settle === undefined || spec.settle === true ? [] : spec.settle.outdated);
-    } catch (err) {
-      // The caller never gets the cluster to stop: stop it here (its files stay for a post-mortem).
-      await stopUp(up);
-      throw err;
-    }
+  const up = startUp(file, spec.restart === false ? ['--no-restart'] : []);
+  try {
+    await up.waitFor(/^ready$/m, 150_000);
+    if (spec.settle !== false) await waitSettled(file, spec.settle === undefined || spec.settle === true ? [] : spec.settle.outdated);
+  } catch (err) {
+    // The caller never gets the cluster to stop: stop it here (its files stay for a post-mortem).
+    await stopUp(up);
+    throw err;
   }
   return {
     dir, file, host, name, up,
     portal: (site) => `${host(site)}:3260`,
     iqn: (group) => `iqn.2026-11.io.metrocluster:${name}.${group}`,
-    logTail: async (daemon, lines = 40) => {
-      const file = daemon === 'witness' ? path.join(dir, 'data', 'witness', 'logs', 'witness.log') : path.join(dir, 'data', daemon, 'logs', 'agent.log');
-      const text = await fs.readFile(file, 'utf8').catch(() => '');
-      return text.trimEnd().split('\n').slice(-lines).join('\n');
-    },
+    logTail: (daemon, lines = 40) => logTail(dir, daemon, lines),
     stop: async () => {
       await stopUp(up);
       // No secret in any log or in what metroctl up printed; METRO_TEST_KEEP=1 keeps the files.
       await removeClusterDir(dir, { 'metroctl up output': up.output() });
     },
   };
+}
+
+/** The last lines of a daemon's JSON log ("alpha", "beta" or "witness") in a cluster's folder. */
+export async function logTail(dir: string, daemon: string, lines: number): Promise<string> {
+  const file = daemon === 'witness' ? path.join(dir, 'data', 'witness', 'logs', 'witness.log') : path.join(dir, 'data', daemon, 'logs', 'agent.log');
+  const text = await fs.readFile(file, 'utf8').catch(() => '');
+  return text.trimEnd().split('\n').slice(-lines).join('\n');
 }
 
 /** A group of an agent's Status answer (protos/agent.proto GroupStatus), the fields tests read. */
@@ -263,10 +269,10 @@ export async function waitSettled(file: string, outdated: string[] = [], deadlin
 }
 
 /**
- * Reads both agents' Status over gRPC as the local admin: cheap enough to poll every few hundred ms
- * (a metroctl process per poll would load the machine whose timing a test measures).
+ * Reads the agents' Status over gRPC as the local admin (every site's, or only those named): cheap
+ * enough to poll every few hundred ms (a metroctl process per poll would load the machine whose
+ * timing a test measures).
  */
-/** Reads the agents' Status over gRPC (every site's, or only those named). */
 export async function agentStatusReader(file: string, sites?: readonly string[]): Promise<{ read(): Promise<Array<{ site: string; groups: StatusGroup[] | undefined }>>; close(): void }> {
   const r = await loadTopology(file);
   if (!r.ok) throw new Error(`topology ${file} is invalid`);
