@@ -8,7 +8,7 @@
 // entry saying why it cannot apply here.
 import test from 'ava';
 import { startCluster, type TestCluster } from './harness/cluster.ts';
-import { TestSession } from './harness/initiator.ts';
+import { waitForwarding } from './harness/scsi-host.ts';
 import { requireTools } from './harness/tools.ts';
 import { runConformance, type CaseResult, type ConformanceReport } from './harness/conformance.ts';
 
@@ -54,21 +54,6 @@ function score(report: ConformanceReport) {
   const skipped = [...new Set(skips.map(({ k }) => k.name))].sort();
   const multipath = report.cases.filter((k) => k.name.startsWith('MultipathIO.')).map((k) => `${k.name}: ${k.verdict}${k.skippedMessages.length ? ' (skipped)' : ''}`);
   return { failed, failedLines, badSkips, skipped, skipMessages: skips.length, multipath };
-}
-
-/** Waits until the secondary's portal forwards the group's commands (TEST UNIT READY turns GOOD). */
-async function waitForwarding(c: TestCluster, group: string): Promise<void> {
-  const [host, port] = c.portal(2).split(':');
-  const s = await TestSession.open({ host, port: Number(port), initiatorName: 'iqn.2026-11.org.example:conformance-wait', targetName: c.iqn(group) });
-  try {
-    for (const until = performance.now() + 60_000; performance.now() < until;) {
-      if ((await s.command(0, Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]))).status === 0) return;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    throw new Error(`the secondary never forwarded group ${group}`);
-  } finally {
-    s.destroy();
-  }
 }
 
 test.serial('iscsi-test-cu, multipath through both sites, first through the primary and first through the secondary: zero failures, skips only from the allow-list, the agents stay up', async (t) => {

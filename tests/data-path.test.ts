@@ -3,7 +3,8 @@
 // LUN, and every completed write survives a SIGKILL of the agent.
 import test from 'ava';
 import { startCluster, waitSettled, type TestCluster } from './harness/cluster.ts';
-import { qemuIoFailed, requireTools, run } from './harness/tools.ts';
+import { qemuIo } from './harness/mirror-status.ts';
+import { requireTools, run } from './harness/tools.ts';
 import { prng, seedFromEnv } from '../common/prng.ts';
 import { TestSession } from './harness/initiator.ts';
 
@@ -37,13 +38,8 @@ function designators(page: Buffer): Array<{ type: number; value: Buffer }> {
   return out;
 }
 
-async function qemuIo(url: string, commands: string[]): Promise<string> {
-  const args = ['-f', 'raw', ...commands.flatMap((c) => ['-c', c]), url];
-  const r = await run('qemu-io', args, { timeoutMs: 180_000 });
-  const out = r.stdout + r.stderr;
-  if (r.code !== 0 || qemuIoFailed(out)) throw new Error(`qemu-io ${url} exit ${r.code}:\n${out.slice(0, 4000)}`);
-  return out;
-}
+/** qemu-io's deadline: a run writes or verifies every extent of a LUN of up to 64 MiB. */
+const qemuIoMs = 180_000;
 
 const luns = [
   { group: 'db', lun: 0, sizeBytes: 64 * MiB, site: 1 as const },
@@ -123,7 +119,7 @@ test.serial('discovery, identification, patterns across every LUN, and durabilit
   // qemu-io: distinct patterns at many offsets and lengths, across every LUN, read back and verified.
   const plans = luns.map((l, i) => ({ ...l, url: `iscsi://${c.portal(l.site)}/${c.iqn(l.group)}/${l.lun}`, extents: planExtents(rand, l.sizeBytes, 0x10 + 0x40 * i) }));
   for (const p of plans) {
-    await qemuIo(p.url, p.extents.map((e) => `write -P 0x${e.pattern.toString(16)} ${e.offset} ${e.length}`));
+    await qemuIo(p.url, p.extents.map((e) => `write -P 0x${e.pattern.toString(16)} ${e.offset} ${e.length}`), qemuIoMs);
   }
   const verify = async (): Promise<void> => {
     for (const p of plans) {
@@ -131,7 +127,7 @@ test.serial('discovery, identification, patterns across every LUN, and durabilit
         ...p.extents.map((e) => `read -P 0x${e.pattern.toString(16)} ${e.offset} ${e.length}`),
         // the sectors just before each extent were never written and must still read as zeros
         ...p.extents.filter((e) => e.offset >= 512).slice(0, 8).map((e) => `read -P 0 ${e.offset - 512} 512`),
-      ]);
+      ], qemuIoMs);
       t.notRegex(out, /Pattern verification failed/, `${p.url}`);
       t.is((out.match(/^read \d+\/\d+ bytes/gm) ?? []).length, p.extents.length + Math.min(8, p.extents.filter((e) => e.offset >= 512).length), p.url);
     }

@@ -3,10 +3,10 @@
 // adaptive policy is measured in tests/quiet/mirror-latency.test.ts, on an otherwise idle machine.)
 import test from 'ava';
 import fs from 'node:fs/promises';
-import path from 'node:path';
 import { startCluster, type TestCluster } from './harness/cluster.ts';
+import { qemuIo, volumePath } from './harness/mirror-status.ts';
 import { startTcpProxy, type TcpProxy } from './harness/tcp-proxy.ts';
-import { qemuIoFailed, requireTools, run } from './harness/tools.ts';
+import { requireTools } from './harness/tools.ts';
 
 const clusters: TestCluster[] = [];
 const proxies: TcpProxy[] = [];
@@ -38,21 +38,11 @@ async function proxiedCluster(extra = ''): Promise<{ c: TestCluster; proxy: TcpP
   return { c, proxy: proxy! };
 }
 
-function volumePath(c: TestCluster, site: string): string {
-  return path.join(c.dir, 'data', site, 'volumes', 'db', 'data.vol');
-}
-
-async function qemuIo(url: string, commands: string[]): Promise<void> {
-  const r = await run('qemu-io', ['-f', 'raw', ...commands.flatMap((x) => ['-c', x]), url], { timeoutMs: 120_000 });
-  const out = r.stdout + r.stderr;
-  if (r.code !== 0 || qemuIoFailed(out)) throw new Error(`qemu-io ${url} exit ${r.code}:\n${out.slice(0, 4000)}`);
-}
-
 test.serial('the secondary dials the primary through its routes.peer', async (t) => {
   if (!requireTools(t, ['qemu-io'])) return;
   const { c, proxy } = await proxiedCluster('replication: { ack: sync }');
   await qemuIo(`iscsi://${c.portal(1)}/${c.iqn('db')}/0`, ['write -P 0x5a 0 1M', 'flush']);
-  const beta = await fs.readFile(volumePath(c, 'beta'));
+  const beta = await fs.readFile(volumePath(c, 'beta', 'db', 'data'));
   t.true(beta.subarray(0, 1 << 20).every((b) => b === 0x5a), `beta lacks a sync write\n${await c.logTail('beta')}`);
   // The write's megabyte travelled primary -> secondary through the proxy.
   t.true(proxy.accepted >= 1);

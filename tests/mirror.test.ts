@@ -3,9 +3,9 @@
 // the primary's agent at the secondary.
 import test from 'ava';
 import fs from 'node:fs/promises';
-import path from 'node:path';
 import { startCluster, type TestCluster } from './harness/cluster.ts';
-import { qemuIoFailed, requireTools, run } from './harness/tools.ts';
+import { firstDifference, qemuIo, volumePath } from './harness/mirror-status.ts';
+import { requireTools } from './harness/tools.ts';
 
 const clusters: TestCluster[] = [];
 test.after.always(async () => { await Promise.all(clusters.map((c) => c.stop())); });
@@ -15,24 +15,11 @@ const groups = `
     preferredSite: alpha
     volumes: [ { name: data, size: 16MiB }, { name: log, size: 4MiB } ]`;
 
-function volumePath(c: TestCluster, site: string, group: string, volume: string): string {
-  return path.join(c.dir, 'data', site, 'volumes', group, `${volume}.vol`);
-}
-
-async function qemuIo(url: string, commands: string[]): Promise<void> {
-  const r = await run('qemu-io', ['-f', 'raw', ...commands.flatMap((c) => ['-c', c]), url], { timeoutMs: 120_000 });
-  const out = r.stdout + r.stderr;
-  if (r.code !== 0 || qemuIoFailed(out)) throw new Error(`qemu-io ${url} exit ${r.code}:\n${out.slice(0, 4000)}`);
-}
-
 /** Polls until both files are identical (the mirror drained) or the deadline passes; returns the last comparison. */
 async function waitIdentical(a: string, b: string, deadlineMs = 15_000): Promise<{ same: boolean; firstDiff: number }> {
   const until = performance.now() + deadlineMs;
   for (;;) {
-    const [x, y] = await Promise.all([fs.readFile(a), fs.readFile(b)]);
-    let firstDiff = -1;
-    if (x.length !== y.length) firstDiff = Math.min(x.length, y.length);
-    else if (!x.equals(y)) for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) { firstDiff = i; break; }
+    const firstDiff = await firstDifference(a, b);
     if (firstDiff < 0 || performance.now() > until) return { same: firstDiff < 0, firstDiff };
     await new Promise((r) => setTimeout(r, 200));
   }

@@ -3,7 +3,10 @@
 // reservation after a SIGKILL and restart by `metroctl up`, and both sites' port groups.
 import test from 'ava';
 import { startCluster, waitSettled, type TestCluster } from './harness/cluster.ts';
-import { TestSession } from './harness/initiator.ts';
+import { cdb } from './harness/fuzz.ts';
+import type { TestSession } from './harness/initiator.ts';
+import { groupStatus } from './harness/mirror-status.ts';
+import { open, prout, sense, TUR, waitForwarding } from './harness/scsi-host.ts';
 
 let cluster: TestCluster | undefined;
 test.after.always(async () => { await cluster?.stop(); });
@@ -11,23 +14,6 @@ test.after.always(async () => { await cluster?.stop(); });
 const GOOD = 0;
 const CHECK = 2;
 const CONFLICT = 0x18;
-const cdb = (bytes: number[]): Buffer => { const b = Buffer.alloc(16); Buffer.from(bytes).copy(b); return b; };
-const TUR = cdb([0x00]);
-
-function prout(action: number, o: { key?: bigint; sak?: bigint; type?: number; aptpl?: boolean }): { cdb: Buffer; data: Buffer } {
-  const data = Buffer.alloc(24);
-  data.writeBigUInt64BE(o.key ?? 0n, 0);
-  data.writeBigUInt64BE(o.sak ?? 0n, 8);
-  data[20] = o.aptpl ? 1 : 0;
-  return { cdb: cdb([0x5f, action, o.type ?? 0, 0, 0, 0, 0, 0, 24, 0]), data };
-}
-
-async function open(c: TestCluster, site: 1 | 2, who: string, group = 'db'): Promise<TestSession> {
-  const [host, port] = c.portal(site).split(':');
-  // A fixed ISID, as a host's iSCSI interface keeps: the same initiator port after a reconnect.
-  const isid = Buffer.from([0x80, 0x12, 0x34, 0x56, 0x00, who.length]);
-  return TestSession.open({ host, port: Number(port), initiatorName: `iqn.2026-11.org.example:${who}`, targetName: c.iqn(group), isid });
-}
 
 /** Consumes pending unit attentions (power on, ...) with TEST UNIT READY. */
 async function settle(s: TestSession): Promise<void> {
@@ -35,27 +21,10 @@ async function settle(s: TestSession): Promise<void> {
   throw new Error('TEST UNIT READY never became GOOD');
 }
 
-const sense = (r: { sense: Buffer }): [number, number, number] => [r.sense[2] & 0x0f, r.sense[12], r.sense[13]];
-
-/** Waits until the secondary's portal forwards db's commands: its port group's state changes (and
- *  their unit attentions) are then behind us. */
-async function waitForwarding(c: TestCluster): Promise<void> {
-  const s = await open(c, 2, 'link-up');
-  try {
-    for (const until = performance.now() + 60_000; performance.now() < until;) {
-      if ((await s.command(0, TUR)).status === GOOD) return;
-      await new Promise((res) => setTimeout(res, 200));
-    }
-    throw new Error('the secondary never forwarded');
-  } finally {
-    s.destroy();
-  }
-}
-
 test.serial('two hosts: WRITE EXCLUSIVE, RESERVATION CONFLICT, PREEMPT with its UA, and the APTPL reservation survives SIGKILL', async (t) => {
   // Sync mirroring: the secondary stays up-to-date (its port group never changes state mid-test).
   cluster = await startCluster({ extra: 'replication: { ack: sync }' });
-  await waitForwarding(cluster);
+  await waitForwarding(cluster, 'db');
   const c = cluster;
   let a = await open(c, 1, 'pr-a');
   let b = await open(c, 1, 'pr-b');
@@ -112,7 +81,7 @@ test.serial('two hosts: WRITE EXCLUSIVE, RESERVATION CONFLICT, PREEMPT with its 
 test.serial('a failover carries the reservation: after alpha is frozen past its lease, beta enforces b\'s WRITE EXCLUSIVE for the hosts at alpha\'s portal', async (t) => {
   await cluster?.stop();
   cluster = await startCluster({ extra: 'replication: { ack: sync }\nfailover: { leaseMs: 2000, maxDataLossMs: 0 }' });
-  await waitForwarding(cluster);
+  await waitForwarding(cluster, 'db');
   const c = cluster;
   let a = await open(c, 1, 'fo-a');
   let b = await open(c, 1, 'fo-b');
@@ -131,8 +100,7 @@ test.serial('a failover carries the reservation: after alpha is frozen past its 
   await new Promise((r) => setTimeout(r, 6000));
   process.kill(pid, 'SIGCONT');
   await waitSettled(c.file);
-  const rows = JSON.parse((await import('node:child_process')).execFileSync(process.execPath, [(await import('./harness/cluster.ts')).metroctlBin, 'status', '-f', c.file, '-o', 'json'], { encoding: 'utf8' }));
-  t.is(rows.groups.find((g: { name: string }) => g.name === 'db').primary, 'beta', 'db failed over to beta');
+  t.is((await groupStatus(c, 'db')).primary, 'beta', 'db failed over to beta');
   a = await open(c, 1, 'fo-a');
   b = await open(c, 1, 'fo-b');
   await settle(a);
@@ -151,7 +119,7 @@ test.serial('ALUA: both portals report the same two port groups, primary active/
   cluster = await startCluster({ extra: 'replication: { ack: sync }' });
   const c = cluster;
   const reports: Buffer[] = [];
-  await waitForwarding(c);
+  await waitForwarding(c, 'db');
   for (const site of [1, 2] as const) {
     const s = await open(c, site, `alua-${site}`);
     const inq = await s.command(0, cdb([0x12, 0, 0, 0, 96, 0]), { readLength: 96 });

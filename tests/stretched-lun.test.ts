@@ -7,8 +7,11 @@
 // forwarding resumes once the primary runs again.
 import test from 'ava';
 import { startCluster, type TestCluster } from './harness/cluster.ts';
-import { TestSession } from './harness/initiator.ts';
-import { qemuIoFailed, requireTools, run } from './harness/tools.ts';
+import { cdb } from './harness/fuzz.ts';
+import type { TestSession } from './harness/initiator.ts';
+import { qemuIo } from './harness/mirror-status.ts';
+import { open, prout, sense, TUR, waitForwarding } from './harness/scsi-host.ts';
+import { requireTools } from './harness/tools.ts';
 
 let cluster: TestCluster | undefined;
 test.after.always(async () => {
@@ -20,17 +23,7 @@ const stopped = new Set<number>();
 const GOOD = 0;
 const CHECK = 2;
 const CONFLICT = 0x18;
-const cdb = (bytes: number[]): Buffer => { const b = Buffer.alloc(16); Buffer.from(bytes).copy(b); return b; };
-const TUR = cdb([0x00]);
 const RTPG = cdb([0xa3, 0x0a, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]);
-const sense = (r: { sense: Buffer }): [number, number, number] => [r.sense[2] & 0x0f, r.sense[12], r.sense[13]];
-
-function prout(action: number, o: { key?: bigint; sak?: bigint; type?: number }): { cdb: Buffer; data: Buffer } {
-  const data = Buffer.alloc(24);
-  data.writeBigUInt64BE(o.key ?? 0n, 0);
-  data.writeBigUInt64BE(o.sak ?? 0n, 8);
-  return { cdb: cdb([0x5f, action, o.type ?? 0, 0, 0, 0, 0, 0, 24, 0]), data };
-}
 const prin = (action: number): Buffer => cdb([0x5e, action, 0, 0, 0, 0, 0, 0x10, 0, 0]);
 
 async function getCluster(): Promise<TestCluster> {
@@ -42,17 +35,9 @@ async function getCluster(): Promise<TestCluster> {
     volumes: [ { name: data, size: 16MiB } ]`,
     extra: 'replication: { ack: sync }',
   });
-  // The secondary's portal forwards once its link to the primary is up: TEST UNIT READY turns GOOD.
-  const s = await open(cluster, 2, 'link-up');
-  await settle(s, 60_000);
-  s.destroy();
+  // The secondary's portal forwards once its link to the primary is up.
+  await waitForwarding(cluster, 'db');
   return cluster;
-}
-
-async function open(c: TestCluster, site: 1 | 2, who: string): Promise<TestSession> {
-  const [host, port] = c.portal(site).split(':');
-  const isid = Buffer.from([0x80, 0x12, 0x34, 0x56, 0x00, who.length]);
-  return TestSession.open({ host, port: Number(port), initiatorName: `iqn.2026-11.org.example:${who}`, targetName: c.iqn('db'), isid });
 }
 
 /** Consumes pending unit attentions until TEST UNIT READY is GOOD (the path forwards). */
@@ -72,13 +57,6 @@ async function settle(s: TestSession, deadlineMs = 30_000): Promise<void> {
 function portGroupStates(d: Buffer): Record<number, number> {
   const out: Record<number, number> = {};
   for (let at = 4; at + 8 <= 4 + d.readUInt32BE(0); at += 8 + 4 * d[at + 7]) out[d.readUInt16BE(at + 2)] = d[at] & 0x0f;
-  return out;
-}
-
-async function qemuIo(url: string, commands: string[]): Promise<string> {
-  const r = await run('qemu-io', ['-f', 'raw', ...commands.flatMap((c) => ['-c', c]), url], { timeoutMs: 120_000 });
-  const out = r.stdout + r.stderr;
-  if (r.code !== 0 || qemuIoFailed(out)) throw new Error(`qemu-io ${url} exit ${r.code}:\n${out.slice(0, 4000)}`);
   return out;
 }
 

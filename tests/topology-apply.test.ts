@@ -10,7 +10,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { metroctlBin, startCluster, waitSettled, type TestCluster } from './harness/cluster.ts';
 import { requireTools, run } from './harness/tools.ts';
-import { verify, waitStatus } from './harness/mirror-status.ts';
+import { verify, volumePath, waitStatus } from './harness/mirror-status.ts';
 
 let cluster: TestCluster | undefined;
 test.after.always(async () => { await cluster?.stop(); });
@@ -34,10 +34,6 @@ async function variant(c: TestCluster, name: string, groupsYaml: string, appende
   await fs.mkdir(path.dirname(file), { recursive: true });
   await fs.writeFile(file, out);
   return file;
-}
-
-function volumePath(c: TestCluster, site: string, volume: string): string {
-  return path.join(c.dir, 'data', site, 'volumes', 'db', `${volume}.vol`);
 }
 
 async function capacity(url: string): Promise<number> {
@@ -94,13 +90,13 @@ test.serial('plan shows each kind of change; a shrink is refused without --force
   t.is((await metroctl(['topology', 'plan', '-f', badFile])).code, 2);
 
   const shrink = await variant(c, 'shrink.yaml', groups('8MiB'));
-  const sizeBefore = (await fs.stat(volumePath(c, 'alpha', 'data'))).size;
+  const sizeBefore = (await fs.stat(volumePath(c, 'alpha', 'db', 'data'))).size;
   const refused = await metroctl(['topology', 'apply', '-f', shrink]);
   t.is(refused.code, 1, refused.stdout + refused.stderr);
   t.regex(refused.stderr, /refused without --force: shrinks volume db\/data \(LUN 0\) from 16 MiB to 8 MiB/);
   t.is(await capacity(data0), 16 * 1024 * 1024);
-  t.is((await fs.stat(volumePath(c, 'alpha', 'data'))).size, sizeBefore);
-  t.is((await fs.stat(volumePath(c, 'beta', 'data'))).size, sizeBefore);
+  t.is((await fs.stat(volumePath(c, 'alpha', 'db', 'data'))).size, sizeBefore);
+  t.is((await fs.stat(volumePath(c, 'beta', 'db', 'data'))).size, sizeBefore);
   const after = await metroctl(['topology', 'plan', '-f', c.file]);
   t.regex(after.stdout, /running version 1 /);
 });
@@ -154,9 +150,9 @@ test.serial('apply adds a volume and grows another while qemu-img bench writes t
   t.is(w.code, 0, w.stdout + w.stderr);
   const w2 = await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x6b 7M 64k', `iscsi://${c.portal(1)}/${c.iqn('db')}/2`], { timeoutMs: 60_000 });
   t.is(w2.code, 0, w2.stdout + w2.stderr);
-  t.is((await fs.stat(volumePath(c, 'beta', 'data'))).size, 32 * 1024 * 1024);
-  t.true(await waitBytes(volumePath(c, 'beta', 'data'), 30 * 1024 * 1024, 65536, 0x5a), `grown tail not mirrored\n${await c.logTail('beta')}`);
-  t.true(await waitBytes(volumePath(c, 'beta', 'wal'), 7 * 1024 * 1024, 65536, 0x6b), `new volume not mirrored\n${await c.logTail('beta')}`);
+  t.is((await fs.stat(volumePath(c, 'beta', 'db', 'data'))).size, 32 * 1024 * 1024);
+  t.true(await waitBytes(volumePath(c, 'beta', 'db', 'data'), 30 * 1024 * 1024, 65536, 0x5a), `grown tail not mirrored\n${await c.logTail('beta')}`);
+  t.true(await waitBytes(volumePath(c, 'beta', 'db', 'wal'), 7 * 1024 * 1024, 65536, 0x6b), `new volume not mirrored\n${await c.logTail('beta')}`);
 
   // A version not newer than the cluster's is refused everywhere and changes nothing.
   const again = await variant(c, 'again.yaml', groups('48MiB', ', { name: wal, size: 8MiB }'));
@@ -216,14 +212,14 @@ test.serial('apply --force shrinks a volume and deletes the last one at both sit
   t.not(gone.code, 0, 'LUN 2 is no longer served');
   t.regex(gone.stdout + gone.stderr, /LOGICAL_UNIT_NOT_SUPPORTED|0x2500|not supported/i, gone.stdout + gone.stderr);
   for (const site of ['alpha', 'beta']) {
-    t.is((await fs.stat(volumePath(c, site, 'data'))).size, 24 * 1024 * 1024, `${site}: data cut`);
-    await t.throwsAsync(fs.stat(volumePath(c, site, 'wal')), undefined, `${site}: wal no longer in place`);
-    t.is((await fs.stat(`${volumePath(c, site, 'wal')}.deleted-v3`)).size, 8 * 1024 * 1024, `${site}: wal kept aside`);
+    t.is((await fs.stat(volumePath(c, site, 'db', 'data'))).size, 24 * 1024 * 1024, `${site}: data cut`);
+    await t.throwsAsync(fs.stat(volumePath(c, site, 'db', 'wal')), undefined, `${site}: wal no longer in place`);
+    t.is((await fs.stat(`${volumePath(c, site, 'db', 'wal')}.deleted-v3`)).size, 8 * 1024 * 1024, `${site}: wal kept aside`);
   }
   // The mirror still carries the shrunk volume.
   const w = await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x7c 23M 64k', atPrimary], { timeoutMs: 60_000 });
   t.is(w.code, 0, w.stdout + w.stderr);
-  t.true(await waitBytes(volumePath(c, secondary!, 'data'), 23 * 1024 * 1024, 65536, 0x7c), `shrunk volume not mirrored\n${await c.logTail(secondary!)}`);
+  t.true(await waitBytes(volumePath(c, secondary!, 'db', 'data'), 23 * 1024 * 1024, 65536, 0x7c), `shrunk volume not mirrored\n${await c.logTail(secondary!)}`);
   const plan = await metroctl(['topology', 'plan', '-f', cut]);
   t.regex(plan.stdout, /running version 3 .*\n.*no changes/);
   // The interrupted resync finished on the new size: the copies agree.
@@ -253,7 +249,7 @@ test.serial('apply adds a group with its target and mirror at runtime; --force r
   t.is(await capacity(root), 8 * 1024 * 1024);
   const w = await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x3d 1M 64k', root], { timeoutMs: 60_000 });
   t.is(w.code, 0, w.stdout + w.stderr);
-  const rootAt = (site: string) => path.join(c.dir, 'data', site, 'volumes', 'web', 'root.vol');
+  const rootAt = (site: string) => volumePath(c, site, 'web', 'root');
   t.true(await waitBytes(rootAt('alpha'), 1024 * 1024, 65536, 0x3d), `the new group does not mirror\n${await c.logTail('alpha')}`);
 
   const removed = await metroctl(['topology', 'apply', '-f', await variant(c, 'noweb.yaml', groups('24MiB'), 'replication: { ack: sync }\n'), '--force']);

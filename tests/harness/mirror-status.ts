@@ -1,13 +1,14 @@
 // Helpers for mirror process tests: `metroctl status -o json` and `metroctl verify` as a user runs
-// them, polling until a group's mirror reaches a state, and volume file paths.
+// them, polling until a group's mirror reaches a state, volume file paths, and qemu-io runs that
+// throw on any failure.
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { metroctlBin, type TestCluster } from './cluster.ts';
-import { run, type RunResult } from './tools.ts';
+import { qemuIoFailed, run, type RunResult } from './tools.ts';
 import type { GroupMirrorReport } from '../../cli/status-command.ts';
 
 /** `metroctl status -o json`'s per-group mirror fields, as the CLI declares them. */
-export type GroupMirror = GroupMirrorReport;
+type GroupMirror = GroupMirrorReport;
 
 export async function groupStatus(c: TestCluster, group: string): Promise<GroupMirror> {
   // Generous: on a loaded machine starting metroctl alone can take many seconds.
@@ -52,10 +53,12 @@ export async function firstDifference(a: string, b: string): Promise<number> {
   return -1;
 }
 
-export async function qemuIo(url: string, commands: string[], timeoutMs = 120_000): Promise<void> {
+/** One qemu-io run that must succeed (see qemuIoFailed); returns what it printed. */
+export async function qemuIo(url: string, commands: string[], timeoutMs = 120_000): Promise<string> {
   const r = await run('qemu-io', ['-f', 'raw', ...commands.flatMap((x) => ['-c', x]), url], { timeoutMs });
   const out = r.stdout + r.stderr;
-  if (r.code !== 0 || /fail|error/i.test(out)) throw new Error(`qemu-io ${url} exit ${r.code}:\n${out.slice(0, 4000)}`);
+  if (r.code !== 0 || qemuIoFailed(out)) throw new Error(`qemu-io ${url} exit ${r.code}:\n${out.slice(0, 4000)}`);
+  return out;
 }
 
 /** The agent's JSON log lines with this message, parsed (data/<site>/logs/agent.log). */

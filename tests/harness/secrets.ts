@@ -11,7 +11,7 @@ async function files(dir: string): Promise<string[]> {
 }
 
 /** The secret strings under a cluster's folder: CHAP secret files (secrets/) and private keys (*.key). */
-export async function secretsOf(dir: string): Promise<Array<{ from: string; value: string }>> {
+async function secretsOf(dir: string): Promise<Array<{ from: string; value: string }>> {
   const out: Array<{ from: string; value: string }> = [];
   for (const f of await files(dir)) {
     const rel = path.relative(dir, f);

@@ -779,7 +779,14 @@ export class World {
     const r = this.role(site, group)!;
     const epoch = r.persisted.epoch;
     const key = `${site}/${group}`;
-    const newer = [...this.witnessless.get(group)!].filter(([e]) => e > epoch);
+    const witnessless = this.witnessless.get(group)!;
+    // The common case, checked on every event: no epoch forced without the witness, and this site
+    // not serving on the operator's order: nothing can be set aside.
+    if (witnessless.size === 0 && !r.persisted.forcedWithoutWitness) {
+      this.setAsideNow.delete(key);
+      return false;
+    }
+    const newer = [...witnessless].filter(([e]) => e > epoch);
     let aside = false;
     if (newer.length > 0) {
       aside = true;
