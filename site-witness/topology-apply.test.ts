@@ -7,17 +7,11 @@ import type { Logger } from '../common/log.ts';
 import type { Topology } from '../common/topology/index.ts';
 import type { RecordStore, WitnessTopology } from './record-store.ts';
 import { witnessTopologyService } from './topology-apply.ts';
+import { demoTopologyHead } from '../common/topology/test-support.ts';
 
 const silent: Logger = { error() {}, warn() {}, info() {}, debug() {}, child() { return silent; } };
 const file = '/etc/metro/topology.yaml';
-const text = (leaseMs: number): string => `apiVersion: metrocluster/v1
-kind: MetroCluster
-metadata: { name: demo }
-sites:
-  - { name: alpha, fireZone: a, agent: { address: 127.0.1.1, port: 7401 }, portal: { address: 127.0.1.1, port: 3260 }, dataDir: ./data/alpha }
-  - { name: beta, fireZone: b, agent: { address: 127.0.2.1, port: 7402 }, portal: { address: 127.0.2.1, port: 3260 }, dataDir: ./data/beta }
-witness: { fireZone: c, address: 127.0.3.1, port: 7400, dataDir: ./data/witness }
-failover: { leaseMs: ${leaseMs} }
+const text = (leaseMs: number): string => `${demoTopologyHead}failover: { leaseMs: ${leaseMs} }
 groups:
   - { name: db, preferredSite: alpha, volumes: [ { name: data, size: 1GiB } ] }
 `;

@@ -12,19 +12,13 @@ import { loadGrpcSecurity } from './grpc-security.ts';
 import { createCa, issueCertificate } from './openssl.ts';
 import { ensurePkiAt } from './pki.ts';
 import type { Identity } from './identity.ts';
+import { demoTopologyHead } from '../topology/test-support.ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'metro-sec-'));
 test.after.always(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 function topology(tls: string): Topology {
-  const text = `apiVersion: metrocluster/v1
-kind: MetroCluster
-metadata: { name: demo }
-sites:
-  - { name: alpha, fireZone: a, agent: { address: 127.0.1.1, port: 7401 }, portal: { address: 127.0.1.1, port: 3260 }, dataDir: ./data/alpha }
-  - { name: beta, fireZone: b, agent: { address: 127.0.2.1, port: 7402 }, portal: { address: 127.0.2.1, port: 3260 }, dataDir: ./data/beta }
-witness: { fireZone: c, address: 127.0.3.1, port: 7400, dataDir: ./data/witness }
-groups: [ { name: db, preferredSite: alpha, volumes: [ { name: data, size: 1MiB } ] } ]
+  const text = `${demoTopologyHead}groups: [ { name: db, preferredSite: alpha, volumes: [ { name: data, size: 1MiB } ] } ]
 ${tls}
 `;
   const r = parseTopology(text, path.join(dir, 'topology.yaml'));

@@ -3,15 +3,9 @@
 import test from 'ava';
 import { parseTopology, type Topology } from './index.ts';
 import { diffTopology } from './topology-diff.ts';
+import { demoTopologyHead } from './test-support.ts';
 
-const base = `apiVersion: metrocluster/v1
-kind: MetroCluster
-metadata: { name: demo }
-sites:
-  - { name: alpha, fireZone: a, agent: { address: 127.0.1.1, port: 7401 }, portal: { address: 127.0.1.1, port: 3260 }, dataDir: ./data/alpha }
-  - { name: beta, fireZone: b, agent: { address: 127.0.2.1, port: 7402 }, portal: { address: 127.0.2.1, port: 3260 }, dataDir: ./data/beta }
-witness: { fireZone: c, address: 127.0.3.1, port: 7400, dataDir: ./data/witness }
-groups:
+const base = `${demoTopologyHead}groups:
   - name: db
     preferredSite: alpha
     volumes: [ { name: data, size: 1GiB }, { name: log, size: 256MiB } ]
