@@ -648,15 +648,18 @@ class Client {
     });
   }
 
-  /** Writes PDUs. Everything written in one turn of the event loop goes out in one writev: the
-   *  socket stays corked until the check phase, after every I/O completion of that turn has run, so
-   *  32 completions at queue depth 32 cost one system call instead of 32. */
+  /** Writes PDUs. What is written while one batch of callbacks runs goes out in one writev: the
+   *  socket stays corked until the process.nextTick queue runs, which is after the microtasks that
+   *  complete commands inline (a socket read of 15 WRITEs answers them in one system call, not 15),
+   *  and before the loop moves on to the next socket read, so the initiator has those answers while
+   *  we parse its next commands. Held to the check phase instead, every answer of a turn waited for
+   *  the turn's last read: initiator and target then took turns instead of working in parallel. */
   private write(parts: Buffer[], written?: () => void): void {
     if (this.ended || this.socket.destroyed) return;
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      setImmediate(() => {
+      process.nextTick(() => {
         this.corked = false;
         this.socket.uncork();
       });
