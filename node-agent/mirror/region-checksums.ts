@@ -1,8 +1,10 @@
 // Per-region CRC32C checksums of a BlockDevice range: what resync compares and online verify
-// reports. Reads at most readBytesMax at a time, so a large range never holds much memory.
+// reports. Reads at most readBytesMax at a time, so a large range never holds much memory, as
+// background scans (past the page cache where the device allows: storage/scan-read.ts).
 import { crc32c } from '@node-rs/crc32';
 import { assert } from '../../common/assert.ts';
-import type { BlockDevice } from '../storage/block-device.ts';
+import { scanRead, type BlockDevice } from '../storage/block-device.ts';
+import { scanBytesMax } from '../storage/scan-read.ts';
 
 /** CRC32C of each region firstRegion..firstRegion+regionCount-1; the volume's last region may be short. */
 export async function regionChecksums(
@@ -10,7 +12,7 @@ export async function regionChecksums(
   regionSizeBytes: number,
   firstRegion: number,
   regionCount: number,
-  readBytesMax = 4 * 1024 * 1024,
+  readBytesMax = scanBytesMax,
 ): Promise<Uint32Array> {
   assert(regionSizeBytes > 0 && regionSizeBytes % dev.blockSizeBytes === 0, `region size ${regionSizeBytes} must be a multiple of the block size ${dev.blockSizeBytes}`);
   const regionsTotal = Math.ceil(dev.sizeBytes / regionSizeBytes);
@@ -21,11 +23,12 @@ export async function regionChecksums(
     const n = Math.min(regionsPerRead, regionCount - i);
     const offset = (firstRegion + i) * regionSizeBytes;
     const length = Math.min(n * regionSizeBytes, dev.sizeBytes - offset);
-    const data = await dev.read(offset, length);
-    for (let k = 0; k < n; k++) {
-      const start = k * regionSizeBytes;
-      out[i + k] = crc32c(data.subarray(start, Math.min(start + regionSizeBytes, data.length)));
-    }
+    await scanRead(dev, offset, length, (data) => {
+      for (let k = 0; k < n; k++) {
+        const start = k * regionSizeBytes;
+        out[i + k] = crc32c(data.subarray(start, Math.min(start + regionSizeBytes, data.length)));
+      }
+    });
   }
   return out;
 }

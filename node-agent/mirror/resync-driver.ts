@@ -6,7 +6,7 @@
 // entry reflects every earlier write and no later one. Ends with a ResyncComplete entry per volume.
 import { crc32c } from '@node-rs/crc32';
 import type { Logger } from '../../common/log.ts';
-import type { BlockDevice } from '../storage/block-device.ts';
+import { scanRead, type BlockDevice } from '../storage/block-device.ts';
 import type { DirtyMap } from './dirty-map.ts';
 import { RegionBitmap } from './region-bitmap.ts';
 import { regionChecksums } from './region-checksums.ts';
@@ -253,7 +253,8 @@ export class ResyncDriver {
     const v = job.volume;
     await this.host.gate.lock(v.index, rr.region);
     try {
-      const data = await v.device.read(rr.offsetBytes, rr.lengthBytes);
+      // A copy out of the scan buffer: the entry waits in the mirror window until it is sent.
+      const data = await scanRead(v.device, rr.offsetBytes, rr.lengthBytes, (d) => Buffer.from(d));
       const entry = { resync: { volume: v.index, region: String(rr.region), offset_bytes: String(rr.offsetBytes), data, crc32c: crc32c(data) } };
       await this.host.push(entry, data.length, (seq) => {
         if (v.dirty.needsResync(rr.region)) v.dirty.resyncSent(rr.region, seq);

@@ -14,6 +14,12 @@ export interface BlockDevice {
   /** Optional: writes parts back to back from offsetBytes, as write() would their concatenation,
    *  without joining them first. Devices without it get one joined buffer through write(). */
   writev?(offsetBytes: number, parts: readonly Buffer[], opts?: { fua?: boolean }): Promise<void>;
+  /**
+   * Optional: a read for a background scan (resync, verify), at most scanBytesMax, that bypasses
+   * the page cache where the storage allows (scan-read.ts). The bytes are valid only while `use`
+   * runs. Devices without it are read with read().
+   */
+  scan?<T>(offsetBytes: number, lengthBytes: number, use: (data: Buffer) => T): Promise<T>;
   /** Makes every completed write durable (fdatasync). */
   flush(): Promise<void>;
   /**
@@ -52,4 +58,10 @@ export class AccessUnavailable extends Error {
 export function readPooled(device: BlockDevice, offsetBytes: number, lengthBytes: number): Promise<PooledBuffer> {
   if (device.readPooled) return device.readPooled(offsetBytes, lengthBytes);
   return device.read(offsetBytes, lengthBytes).then((data) => ({ data, release: noRelease }));
+}
+
+/** A background scan's read: through the device's scan() where it has one, else read(). */
+export async function scanRead<T>(device: BlockDevice, offsetBytes: number, lengthBytes: number, use: (data: Buffer) => T): Promise<T> {
+  if (device.scan) return device.scan(offsetBytes, lengthBytes, use);
+  return use(await device.read(offsetBytes, lengthBytes));
 }

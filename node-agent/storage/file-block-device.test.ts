@@ -1,4 +1,5 @@
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -197,4 +198,40 @@ test('small reads run inline and return what the pool returns; large ones go thr
   t.deepEqual(await never.read(4096 * 3, 4096), data.subarray(0, 4096));
   t.is(never.inlineReadStats.reads, 0);
   await never.close();
+});
+
+/** Bytes of the file in the page cache now (util-linux fincore). */
+function cachedBytes(path: string): number {
+  return Number(execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', path], { encoding: 'utf8' }).trim());
+}
+
+test('scan() reads what read() reads: holes, data not yet flushed, a last block past a 4 KiB boundary', async (t) => {
+  const path = join(await tempDir(t), 'vol');
+  const size = 4 * MiB + 512;
+  const dev = await openFileBlockDevice({ path, sizeBytes: size });
+  const data = Buffer.from(Array.from({ length: 3 * 4096 }, (_, i) => (i * 13 + 5) & 0xff));
+  await dev.write(MiB + 4096, data);
+  await dev.write(4 * MiB, Buffer.alloc(512, 0x5a));
+  for (const [offset, length] of [[0, 4 * MiB], [MiB, 64 * 1024], [4 * MiB, 512], [MiB + 4096, 4096]]) {
+    const scanned = await dev.scan(offset, length, (d) => Buffer.from(d));
+    t.deepEqual(scanned, await dev.read(offset, length), `${offset}+${length}`);
+  }
+  t.true(dev.scanStats.direct > 0, `scans on ${path} went through the page cache (${JSON.stringify(dev.scanStats)})`);
+  await dev.close();
+});
+
+test('a scan of a whole volume leaves it out of the page cache; a read() of it does not', async (t) => {
+  const path = join(await tempDir(t), 'vol');
+  const size = 64 * MiB;
+  const dev = await openFileBlockDevice({ path, sizeBytes: size });
+  await dev.write(8 * MiB, Buffer.alloc(MiB, 0x11));
+  await dev.flush();
+  for (let at = 0; at < size; at += 4 * MiB) await dev.scan(at, 4 * MiB, (d) => d.length);
+  const afterScan = cachedBytes(path);
+  // At most the written MiB (still cached from the write itself).
+  t.true(afterScan <= MiB, `${afterScan} bytes cached after the scan`);
+  for (let at = 0; at < size; at += 4 * MiB) await dev.read(at, 4 * MiB);
+  const afterRead = cachedBytes(path);
+  t.true(afterRead >= size / 2, `${afterRead} bytes cached after reading the volume through the cache`);
+  await dev.close();
 });

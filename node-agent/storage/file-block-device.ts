@@ -15,6 +15,7 @@ import { AllocationMap } from './allocation-map.ts';
 import type { BlockDevice } from './block-device.ts';
 import { punchHole } from './hole-punch.ts';
 import { BufferPool, type PooledBuffer } from './buffer-pool.ts';
+import { directRead, directReadRefusal } from './scan-read.ts';
 
 /** One pool for every volume of the process: READ data on its way to the initiators. */
 export const readBufferPool = new BufferPool();
@@ -102,6 +103,11 @@ export class FileBlockDevice implements BlockDevice {
   private inlineReadsOffUntilMs = 0;
   /** Reads done inline and reads that stalled, for tests and logs. */
   readonly inlineReadStats = { reads: 0, stalls: 0 };
+  /** The O_DIRECT descriptor of scans, opened at the first; 'cached' where the storage refuses direct reads. */
+  private direct: Promise<number | 'cached'> | undefined;
+  private directHandle: FileHandle | undefined;
+  /** Scans read directly and through the page cache, for tests and logs. */
+  readonly scanStats = { direct: 0, cached: 0 };
 
   constructor(
     private readonly handle: FileHandle,
@@ -159,6 +165,40 @@ export class FileBlockDevice implements BlockDevice {
       resolve();
     }, reject));
     return opts?.fua ? written.then(() => this.handle.datasync()) : written;
+  }
+
+  /** A background scan's read, past the page cache where the filesystem allows (scan-read.ts). */
+  async scan<T>(offsetBytes: number, lengthBytes: number, use: (data: Buffer) => T): Promise<T> {
+    this.checkRange(offsetBytes, lengthBytes);
+    const fd = directReadRefusal(offsetBytes, lengthBytes) === undefined ? await this.directFd() : 'cached';
+    if (fd !== 'cached') {
+      try {
+        const r = await directRead(fd, offsetBytes, lengthBytes, use);
+        this.scanStats.direct++;
+        return r;
+      } catch (err) {
+        // The storage wants another alignment than directAlignBytes: scans go through the cache.
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+        this.direct = Promise.resolve('cached');
+      }
+    }
+    this.scanStats.cached++;
+    return use(await this.readInto(Buffer.allocUnsafe(lengthBytes), offsetBytes));
+  }
+
+  private directFd(): Promise<number | 'cached'> {
+    this.direct ??= open(this.path, constants.O_RDONLY | constants.O_DIRECT).then(
+      (h) => {
+        this.directHandle = h;
+        return h.fd;
+      },
+      // tmpfs and some network filesystems refuse O_DIRECT (EINVAL): read through the cache there.
+      (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EINVAL') return 'cached' as const;
+        throw err;
+      },
+    );
+    return this.direct;
   }
 
   private inlineAllowed(offsetBytes: number, lengthBytes: number): boolean {
@@ -277,6 +317,8 @@ export class FileBlockDevice implements BlockDevice {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.direct?.catch(() => undefined);
+    await this.directHandle?.close();
     await this.handle.close();
   }
 
