@@ -106,7 +106,7 @@ export async function startAgent(opts: AgentOptions): Promise<AgentTarget> {
   }
 }
 
-/** Both sites' agents, the group in sync mode; resolves once the secondary has attached. */
+/** Both sites' agents, the group in sync mode; resolves once the secondary has attached and is up-to-date. */
 export async function startMirroredPair(opts: AgentOptions): Promise<MirroredPair> {
   fs.mkdirSync(opts.dir, { recursive: true });
   const topologyFile = path.join(opts.dir, 'topology.yaml');
@@ -124,11 +124,15 @@ export async function startMirroredPair(opts: AgentOptions): Promise<MirroredPai
     throw failed.reason;
   }
   const [primary, secondary] = started.map((s) => (s as PromiseFulfilledResult<AgentTarget>).value);
-  const deadline = performance.now() + attachTimeoutMs;
-  while (logLines(primary.logFile, 'secondary attached').length === 0) {
+  // Sync mirroring is measured only once the secondary holds the group: until its first (full,
+  // checksum-based) resync completes it is outdated and writes do not wait for it.
+  // The resync reads both copies whole (checksums): allow it 50 MB/s on top of the attach.
+  const waitMs = attachTimeoutMs + opts.volumeBytes / 50e3;
+  const deadline = performance.now() + waitMs;
+  while (logLines(primary.logFile, 'secondary up-to-date').length === 0) {
     if (performance.now() > deadline) {
       await stopAll();
-      throw new AgentError(`the secondary did not attach to the primary within ${attachTimeoutMs} ms (logs in ${opts.dir})`);
+      throw new AgentError(`the secondary did not attach and become up-to-date within ${Math.round(waitMs)} ms (logs in ${opts.dir})`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -1,6 +1,7 @@
 // `npm run bench`: our agent against tgt, same client (qemu-img bench over iscsi://), same volume
 // size on the same filesystem, alternating targets, each case repeated; and our agent's group
-// mirrored in sync mode (a second pair of agents) against the same group unmirrored. Prints medians
+// mirrored in sync mode (a second pair of agents) against the same group unmirrored. Each comparison
+// runs with only its own targets started (fresh volume files), so no idle daemon shares the CPUs. Prints medians
 // and the ratio per case with CPU per I/O and peak RSS, and saves the run as JSON in bench-results/.
 // Then the failover figures (failover-bench.ts): SIGKILL to the first write at the survivor, and the
 // I/O pause of a switchover, medians over the same number of rounds.
@@ -175,15 +176,11 @@ async function main(): Promise<void> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  const needed = new Set(plans.flatMap((p) => p.targets));
   const volumeBytes = opts.sizeMib * 1024 ** 2;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'metro-bench-'));
   const octet = 100 + (process.pid % 150);
   const host = (n: number): string => `127.0.${octet}.${n}`;
   let saved: { file: string; json: Record<string, unknown> } | undefined;
-  let agent: AgentTarget | undefined;
-  let pair: MirroredPair | undefined;
-  let tgt: TgtTarget | undefined;
   try {
     const env: Record<string, string> = {};
     if (opts.threads !== undefined) env.UV_THREADPOOL_SIZE = String(opts.threads);
@@ -192,79 +189,16 @@ async function main(): Promise<void> {
       fs.mkdirSync(opts.cpuProf, { recursive: true });
       nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${path.resolve(opts.cpuProf)}`);
     }
-    if (needed.has('ours')) {
-      agent = await startAgent({ hosts: [host(2), host(3), host(4)], dir: path.join(dir, 'agent'), volumeBytes, env, nodeArgs });
-    }
-    if (needed.has('mirrored')) {
-      pair = await startMirroredPair({ hosts: [host(5), host(6), host(7)], dir: path.join(dir, 'mirrored'), volumeBytes, env, nodeArgs });
-    }
-    if (needed.has('tgt')) {
-      const volumeFile = path.join(dir, 'tgt.vol');
-      fs.writeFileSync(volumeFile, '');
-      fs.truncateSync(volumeFile, volumeBytes);
-      tgt = await startTgt({ address: host(1), volumeFile, dir, params: sharedParams });
-    }
-    const urls: Record<TargetName, string> = { tgt: tgt?.url ?? '', ours: agent?.url ?? '', mirrored: pair?.primary.url ?? '' };
-    const pids: Record<TargetName, number> = { tgt: tgt?.pid ?? 0, ours: agent?.pid ?? 0, mirrored: pair?.primary.pid ?? 0 };
-    const peerPid = pair?.secondary.pid;
     process.stdout.write(`volumes: ${opts.sizeMib} MiB sparse files in ${dir}\n`);
-    for (const t of targetNames.filter((x) => needed.has(x))) process.stdout.write(`${t.padEnd(8)}: ${urls[t]} (pid ${pids[t]}${t === 'mirrored' ? `, secondary pid ${peerPid}` : ''})\n`);
-
-    // Warm-up, not counted: one short pass of every case on each target, so the agents' JIT has
-    // compiled their data path and the volume files have their blocks allocated before timing.
-    process.stdout.write('warm-up pass (not counted)...\n');
-    for (const p of plans) {
-      for (const c of p.cases) {
-        for (const t of p.targets) {
-          if (aborter.signal.aborted) throw new Error('interrupted');
-          await runQemuBench(c, c.quickCount, urls[t], aborter.signal);
-        }
-      }
-    }
-    const troubleBefore = pair?.mirrorTrouble().length ?? 0;
     const samples = new Map<string, Sample[]>(plans.flatMap((p) => p.cases.map((c) => [c.id, []] as [string, Sample[]])));
-    const allPids = [...new Set([...needed].map((t) => pids[t])), ...(peerPid !== undefined ? [peerPid] : [])];
-    const startCpu = new Map(allPids.map((pid) => [pid, cpuMs(pid) ?? 0]));
-    const loadBefore = os.loadavg();
-    const started = performance.now();
-    for (let r = 0; r < opts.repeat; r++) {
-      for (const p of plans) {
-        for (const c of p.cases) {
-          // Alternate which target goes first, so neither always runs on a warmer (or busier) machine.
-          const order = r % 2 === 0 ? p.targets : [...p.targets].reverse();
-          for (const t of order) {
-            if (aborter.signal.aborted) throw new Error('interrupted');
-            const count = opts.quick ? c.quickCount : c.count;
-            const before = cpuMs(pids[t]) ?? 0;
-            const peerBefore = t === 'mirrored' && peerPid !== undefined ? (cpuMs(peerPid) ?? 0) : undefined;
-            const run = await runQemuBench(c, count, urls[t], aborter.signal);
-            const used = (cpuMs(pids[t]) ?? 0) - before;
-            const peerUsed = peerBefore !== undefined ? (cpuMs(peerPid!) ?? 0) - peerBefore : undefined;
-            const figure = figureOf(c, run);
-            samples.get(c.id)!.push({ target: t, repeat: r, seconds: run.seconds, count: run.count, figure, cpuMs: used, peerCpuMs: peerUsed });
-            const peerNote = peerUsed !== undefined ? `, secondary ${peerUsed.toFixed(0)} ms` : '';
-            process.stdout.write(`  [${r + 1}/${opts.repeat}] ${c.id.padEnd(24)} ${t.padEnd(8)} ${fmt(figure, c.unit).padStart(8)} ${c.unit}  (${run.seconds.toFixed(3)} s, CPU ${used.toFixed(0)} ms${peerNote})\n`);
-          }
-        }
-      }
+    const runs: PlanRun[] = [];
+    for (const [i, plan] of plans.entries()) {
+      const targets = { env, nodeArgs, volumeBytes, dir: path.join(dir, plan.comparison.id), host };
+      runs.push(await measurePlan(plan, targets, opts, samples, aborter.signal));
+      if (i < plans.length - 1) process.stdout.write('\n');
     }
-    const elapsedS = (performance.now() - started) / 1000;
-    const loadAfter = os.loadavg();
-    const totals = Object.fromEntries(
-      allPids.map((pid) => [pid, { cpuMs: (cpuMs(pid) ?? 0) - (startCpu.get(pid) ?? 0), peakRssBytes: peakRssBytes(pid), threads: threadCount(pid) }]),
-    ) as Record<number, ProcessTotals>;
-    const names: Record<number, string> = {};
-    if (tgt) names[tgt.pid] = 'tgt (tgtd)';
-    if (agent) names[agent.pid] = 'ours (metro-agent, unmirrored)';
-    if (pair) {
-      names[pair.primary.pid] = 'mirrored primary (metro-agent alpha)';
-      names[pair.secondary.pid] = 'mirrored secondary (metro-agent beta)';
-    }
-    const mirrorTrouble = pair?.mirrorTrouble().slice(troubleBefore) ?? [];
-    const ourLogin = agent?.lastLogin() ?? pair?.primary.lastLogin();
-    saved = report({ opts, plans, samples, totals, names, elapsedS, tgt, ourLogin, load: { before: loadBefore, after: loadAfter }, mirrorTrouble });
+    saved = report({ opts, plans, samples, runs });
   } finally {
-    await Promise.allSettled([agent?.stop(), pair?.stop(), tgt?.stop()]);
     fs.rmSync(dir, { recursive: true, force: true });
     if (!withFailover || saved === undefined) {
       process.off('SIGINT', onSignal);
@@ -280,6 +214,108 @@ async function main(): Promise<void> {
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+  }
+}
+
+/** What measuring one comparison left for the report. */
+interface PlanRun {
+  readonly comparison: string;
+  readonly elapsedS: number;
+  /** Per process of this comparison (pid -> name and totals over its timed runs). */
+  readonly processes: Array<{ name: string } & ProcessTotals>;
+  /** 1, 5 and 15 minute load averages when timing started and ended (the machine may be shared). */
+  readonly load: { before: number[]; after: number[] };
+  readonly tgt?: TgtTarget['params'];
+  readonly ourLogin?: Record<string, unknown>;
+  /** Mirror events during the timed runs: the mirrored figures are not sync mirroring if any. */
+  readonly mirrorTrouble: string[];
+}
+
+interface TargetSetup {
+  readonly env: Record<string, string>;
+  readonly nodeArgs: string[];
+  readonly volumeBytes: number;
+  readonly dir: string;
+  readonly host: (n: number) => string;
+}
+
+/**
+ * One comparison: its two targets only are started (an idle agent still spends CPU on heartbeats,
+ * and this machine may have two cores), warmed up, measured alternately, and stopped again.
+ */
+async function measurePlan(p: Plan, setup: TargetSetup, opts: Options, samples: Map<string, Sample[]>, signal: AbortSignal): Promise<PlanRun> {
+  const { env, nodeArgs, volumeBytes, dir, host } = setup;
+  let agent: AgentTarget | undefined;
+  let pair: MirroredPair | undefined;
+  let tgt: TgtTarget | undefined;
+  try {
+    if (p.targets.includes('ours')) agent = await startAgent({ hosts: [host(2), host(3), host(4)], dir: path.join(dir, 'agent'), volumeBytes, env, nodeArgs });
+    if (p.targets.includes('mirrored')) pair = await startMirroredPair({ hosts: [host(5), host(6), host(7)], dir: path.join(dir, 'mirrored'), volumeBytes, env, nodeArgs });
+    if (p.targets.includes('tgt')) {
+      const volumeFile = path.join(dir, 'tgt.vol');
+      fs.mkdirSync(dir, { recursive: true });
+      fs.writeFileSync(volumeFile, '');
+      fs.truncateSync(volumeFile, volumeBytes);
+      tgt = await startTgt({ address: host(1), volumeFile, dir, params: sharedParams });
+    }
+    const urls: Record<TargetName, string> = { tgt: tgt?.url ?? '', ours: agent?.url ?? '', mirrored: pair?.primary.url ?? '' };
+    const pids: Record<TargetName, number> = { tgt: tgt?.pid ?? 0, ours: agent?.pid ?? 0, mirrored: pair?.primary.pid ?? 0 };
+    const peerPid = pair?.secondary.pid;
+    process.stdout.write(`${p.comparison.id}:\n`);
+    for (const t of p.targets) process.stdout.write(`  ${t.padEnd(8)}: ${urls[t]} (pid ${pids[t]}${t === 'mirrored' ? `, secondary pid ${peerPid}` : ''})\n`);
+
+    // Warm-up, not counted: one short pass of every case on each target, so the agents' JIT has
+    // compiled their data path and the volume files have their blocks allocated before timing.
+    process.stdout.write('  warm-up pass (not counted)...\n');
+    for (const c of p.cases) {
+      for (const t of p.targets) {
+        if (signal.aborted) throw new Error('interrupted');
+        await runQemuBench(c, c.quickCount, urls[t], signal);
+      }
+    }
+    const troubleBefore = pair?.mirrorTrouble().length ?? 0;
+    const allPids = [...p.targets.map((t) => pids[t]), ...(peerPid !== undefined ? [peerPid] : [])];
+    const startCpu = new Map(allPids.map((pid) => [pid, cpuMs(pid) ?? 0]));
+    const loadBefore = os.loadavg();
+    const started = performance.now();
+    for (let r = 0; r < opts.repeat; r++) {
+      for (const c of p.cases) {
+        // Alternate which target goes first, so neither always runs on a warmer (or busier) machine.
+        const order = r % 2 === 0 ? p.targets : [...p.targets].reverse();
+        for (const t of order) {
+          if (signal.aborted) throw new Error('interrupted');
+          const count = opts.quick ? c.quickCount : c.count;
+          const before = cpuMs(pids[t]) ?? 0;
+          const peerBefore = t === 'mirrored' && peerPid !== undefined ? (cpuMs(peerPid) ?? 0) : undefined;
+          const run = await runQemuBench(c, count, urls[t], signal);
+          const used = (cpuMs(pids[t]) ?? 0) - before;
+          const peerUsed = peerBefore !== undefined ? (cpuMs(peerPid!) ?? 0) - peerBefore : undefined;
+          const figure = figureOf(c, run);
+          samples.get(c.id)!.push({ target: t, repeat: r, seconds: run.seconds, count: run.count, figure, cpuMs: used, peerCpuMs: peerUsed });
+          const peerNote = peerUsed !== undefined ? `, secondary ${peerUsed.toFixed(0)} ms` : '';
+          process.stdout.write(`  [${r + 1}/${opts.repeat}] ${c.id.padEnd(24)} ${t.padEnd(8)} ${fmt(figure, c.unit).padStart(8)} ${c.unit}  (${run.seconds.toFixed(3)} s, CPU ${used.toFixed(0)} ms${peerNote})\n`);
+        }
+      }
+    }
+    const elapsedS = (performance.now() - started) / 1000;
+    const names: Record<number, string> = {};
+    if (tgt) names[tgt.pid] = 'tgt (tgtd)';
+    if (agent) names[agent.pid] = 'ours (metro-agent, unmirrored)';
+    if (pair) {
+      names[pair.primary.pid] = 'mirrored primary (metro-agent alpha)';
+      names[pair.secondary.pid] = 'mirrored secondary (metro-agent beta)';
+    }
+    return {
+      comparison: p.comparison.id,
+      elapsedS,
+      processes: allPids.map((pid) => ({ name: names[pid] ?? String(pid), cpuMs: (cpuMs(pid) ?? 0) - (startCpu.get(pid) ?? 0), peakRssBytes: peakRssBytes(pid), threads: threadCount(pid) })),
+      load: { before: loadBefore, after: os.loadavg() },
+      tgt: tgt?.params,
+      ourLogin: agent?.lastLogin() ?? pair?.primary.lastLogin(),
+      mirrorTrouble: pair?.mirrorTrouble().slice(troubleBefore) ?? [],
+    };
+  } finally {
+    await Promise.allSettled([agent?.stop(), pair?.stop(), tgt?.stop()]);
   }
 }
 
@@ -306,15 +342,7 @@ interface ReportInput {
   opts: Options;
   plans: readonly Plan[];
   samples: Map<string, Sample[]>;
-  totals: Record<number, ProcessTotals>;
-  names: Record<number, string>;
-  elapsedS: number;
-  tgt?: TgtTarget;
-  ourLogin?: Record<string, unknown>;
-  /** 1, 5 and 15 minute load averages when timing started and ended (the machine may be shared). */
-  load: { before: number[]; after: number[] };
-  /** Mirror events during the timed runs: the mirrored figures are not sync mirroring if any. */
-  mirrorTrouble: string[];
+  runs: readonly PlanRun[];
 }
 
 function report(r: ReportInput): { file: string; json: Record<string, unknown> } {
@@ -354,34 +382,39 @@ function report(r: ReportInput): { file: string; json: Record<string, unknown> }
   }
   out.write(`4 KiB "spread" cases: qemu-img bench only steps sequentially; step -S ${spreadStepBytes} bytes (7919 x 4 KiB, coprime with the slot count), so offsets spread over the whole volume.\n`);
   out.write('CPU us/IO: user+system CPU time of the process over the run divided by the requests of the run (median over the runs).\n');
-  for (const [pid, x] of Object.entries(r.totals)) {
-    out.write(`${(r.names[Number(pid)] ?? pid).padEnd(38)}: CPU user+sys ${(x.cpuMs / 1000).toFixed(1)} s over the ${r.elapsedS.toFixed(0)} s run, peak RSS (VmHWM) ${mib(x.peakRssBytes)}, threads ${x.threads ?? '-'}\n`);
-  }
   const la = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(' ');
-  out.write(`machine: ${os.cpus().length} CPUs; load average (1/5/15 min) ${la(r.load.before)} at the start of timing, ${la(r.load.after)} at the end\n`);
+  for (const run of r.runs) {
+    out.write(`${run.comparison}: only its two targets ran; load average (1/5/15 min) ${la(run.load.before)} at the start of timing, ${la(run.load.after)} at the end\n`);
+    for (const x of run.processes) {
+      out.write(`  ${x.name.padEnd(38)}: CPU user+sys ${(x.cpuMs / 1000).toFixed(1)} s over the ${run.elapsedS.toFixed(0)} s run, peak RSS (VmHWM) ${mib(x.peakRssBytes)}, threads ${x.threads ?? '-'}\n`);
+    }
+  }
+  out.write(`machine: ${os.cpus().length} CPUs\n`);
   for (const line of durability) out.write(line + '\n');
-  if (r.mirrorTrouble.length > 0) {
+  const mirrorTrouble = r.runs.flatMap((x) => x.mirrorTrouble);
+  if (mirrorTrouble.length > 0) {
     out.write('WARNING: the mirror left sync mode during the timed runs; the mirrored rows do not measure sync mirroring:\n');
-    for (const t of r.mirrorTrouble) out.write(`  ${t}\n`);
+    for (const t of mirrorTrouble) out.write(`  ${t}\n`);
   }
   // RFC 7143 §13: lengths negotiate to the minimum, InitialR2T by OR, ImmediateData by AND; both
   // targets declare the same values, so the client ends up with the same parameters on both.
-  if (r.tgt !== undefined) out.write(`tgt declares (tgtadm; tgt 1.0.85 shows no per-session values): ${negotiatedKeys.filter((k) => k in r.tgt!.params).map((k) => `${k}=${r.tgt!.params[k]}`).join(' ')}\n`);
-  if (r.ourLogin !== undefined) out.write(`ours negotiated with qemu-img (agent log): ${Object.entries(r.ourLogin).filter(([k]) => !['initiator', 'target', 'tsih', 'type'].includes(k)).map(([k, v]) => `${k}=${String(v)}`).join(' ')}\n`);
+  const tgtParams = r.runs.find((x) => x.tgt !== undefined)?.tgt;
+  const ourLogin = r.runs.find((x) => x.ourLogin !== undefined)?.ourLogin;
+  if (tgtParams !== undefined) out.write(`tgt declares (tgtadm; tgt 1.0.85 shows no per-session values): ${negotiatedKeys.filter((k) => k in tgtParams).map((k) => `${k}=${tgtParams[k]}`).join(' ')}\n`);
+  if (ourLogin !== undefined) out.write(`ours negotiated with qemu-img (agent log): ${Object.entries(ourLogin).filter(([k]) => !['initiator', 'target', 'tsih', 'type'].includes(k)).map(([k, v]) => `${k}=${String(v)}`).join(' ')}\n`);
   const resultsDir = path.join(repoRoot, 'bench-results');
   fs.mkdirSync(resultsDir, { recursive: true });
   const file = path.join(resultsDir, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   const json = {
     when: new Date().toISOString(),
-    machine: { cpus: os.cpus().length, kernel: os.release(), node: process.version, loadAverage: r.load },
+    machine: { cpus: os.cpus().length, kernel: os.release(), node: process.version },
     options: r.opts,
     rows,
     samples: Object.fromEntries(r.samples),
-    processes: Object.fromEntries(Object.entries(r.totals).map(([pid, x]) => [r.names[Number(pid)] ?? pid, x])),
-    elapsedS: r.elapsedS,
-    mirrorTrouble: r.mirrorTrouble,
-    negotiated: { ours: r.ourLogin },
-    tgtTargetParams: r.tgt?.params,
+    comparisons: r.runs,
+    mirrorTrouble,
+    negotiated: { ours: ourLogin },
+    tgtTargetParams: tgtParams,
     durability,
   };
   fs.writeFileSync(file, JSON.stringify(json, null, 2) + '\n');
