@@ -105,6 +105,32 @@ test('past unsyncedBytesMax the fdatasync runs beside the apply chain: applied a
   t.deepEqual(sent.at(-1), { ack: { epoch: '3', applied_seq: String(last + 1), durable_seq: String(last) } });
 });
 
+test('the periodic sync runs beside the apply chain: writes received while it runs are applied and acknowledged', async (t) => {
+  const { dev, sent, a } = slowSetup();
+  await a.receive(welcome(3));
+  await a.receive(batch(3, [write(1, 0, Buffer.alloc(512, 1))]));
+  t.is(a.idleSync(), undefined);
+  t.is(dev.flushes, 1);
+  // The fdatasync is still running: the next batch is not held behind it.
+  t.is(await a.receive(batch(3, [write(2, 512, Buffer.alloc(512, 2))])), undefined);
+  t.is(dev.bytes[512], 2);
+  t.deepEqual(sent.at(-1), { ack: { epoch: '3', applied_seq: '2', durable_seq: '0' } });
+  // One sync at a time; when it ends, durable covers what was applied when it began.
+  t.is(a.idleSync(), undefined);
+  t.is(dev.flushes, 1);
+  dev.endFlushes();
+  await new Promise((r) => setImmediate(r));
+  t.deepEqual(sent.at(-1), { ack: { epoch: '3', applied_seq: '2', durable_seq: '1' } });
+  // Nothing unsynced after the next one: no fdatasync, no ack.
+  t.is(a.idleSync(), undefined);
+  dev.endFlushes();
+  await new Promise((r) => setImmediate(r));
+  t.deepEqual(sent.at(-1), { ack: { epoch: '3', applied_seq: '2', durable_seq: '2' } });
+  const before = { flushes: dev.flushes, acks: sent.length };
+  t.is(a.idleSync(), undefined);
+  t.deepEqual({ flushes: dev.flushes, acks: sent.length }, before);
+});
+
 test('a failed fdatasync beside the chain ends the stream at the next message, or at the idle check', async (t) => {
   for (const via of ['message', 'idle'] as const) {
     const { dev, sent, a } = slowSetup();

@@ -385,14 +385,15 @@ export class MirrorApplier {
     );
   }
 
-  /** Idle: make what was applied durable so the primary's dirty map can clean. Returns the failure
-   *  of an earlier sync (beside the chain, or idle), which ends the stream. */
+  /**
+   * Every idleSyncMs: what was applied and is not durable yet is made durable (so the primary's
+   * dirty map can clean), beside the apply chain like syncBeside: in the chain, every write of a
+   * sync-mode group waited behind the fdatasync of the last fifth of a second of writes, five times
+   * a second. Returns the failure of an earlier sync, which ends the stream.
+   */
   idleSync(): Error | undefined {
     if (this.backgroundFailure) return this.backgroundFailure;
-    if (this.unsyncedBytes === 0 || this.queued > 0) return undefined;
-    this.queued++;
-    const done = this.chain.then(async () => { await this.sync(); this.sendAck(); });
-    this.chain = done.then(() => { this.queued--; }, (err: Error) => { this.queued--; this.backgroundFailure = err; });
+    if (this.unsyncedBytes > 0) this.syncBeside();
     return undefined;
   }
 
