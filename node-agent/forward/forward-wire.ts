@@ -2,6 +2,7 @@
 // proto-loader decodes them: keepCase, 64-bit values as strings, enums as names). No I/O here.
 import { assert } from '../../common/assert.ts';
 import type { ScsiRequest, ScsiResponse, ScsiStatus, TaskAttribute, TaskManagementFunction, TaskManagementResult, TaskSignal } from '../scsi/types.ts';
+import { scsiRequest, scsiRequestOfPieces, type RequestHead } from '../scsi/request.ts';
 
 const attributeNames: Readonly<Record<TaskAttribute, string>> = {
   untagged: 'TASK_ATTRIBUTE_UNTAGGED',
@@ -63,7 +64,7 @@ export function dataOutOf(req: ScsiRequest): readonly Buffer[] {
 
 /** The request a forwarded command stands for, at the primary (the nexus already resolved). */
 export function requestOf(m: Record<string, any>, nexus: ScsiRequest['nexus'], signal: TaskSignal, dataOutParts?: Buffer[]): ScsiRequest {
-  const base = {
+  const head: RequestHead = {
     nexus,
     lun: m.lun,
     cdb: m.cdb,
@@ -73,14 +74,9 @@ export function requestOf(m: Record<string, any>, nexus: ScsiRequest['nexus'], s
     expectedReadLength: m.has_expected_read_length ? m.expected_read_length : undefined,
     signal,
   };
-  if (!dataOutParts || dataOutParts.length <= 1) return { ...base, dataOut: m.has_data_out ? m.data_out : undefined };
+  if (!dataOutParts || dataOutParts.length <= 1) return scsiRequest(head, m.has_data_out ? m.data_out : undefined);
   // Several pieces: WRITE stores them as they are; any other command joins them on first access.
-  let joined: Buffer | undefined;
-  return {
-    ...base,
-    dataOutParts,
-    get dataOut(): Buffer { return (joined ??= Buffer.concat(dataOutParts)); },
-  };
+  return scsiRequestOfPieces(head, dataOutParts);
 }
 
 export function resultMessage(id: string, r: ScsiResponse): Record<string, unknown> {

@@ -60,6 +60,7 @@ import {
   type TaskManagementFunction,
   type TaskManagementResult,
 } from '../scsi/types.ts';
+import { scsiRequest, scsiRequestOfPieces, type RequestHead } from '../scsi/request.ts';
 
 export interface ConnectionLimits {
   /** Non-immediate commands outstanding per session (the MaxCmdSN window). */
@@ -292,15 +293,14 @@ export class FullFeatureConnection {
     if (task === undefined || this.closed) return;
     this.retire(task);
     this.emit(
-      encodeScsiResponse({
-        ...this.seq(true),
+      encodeScsiResponse(this.sequenced(true, {
         response: ScsiResponseCode.TargetFailure,
         status: 0,
         initiatorTaskTag: task.cmd.initiatorTaskTag,
         expDataSN: task.sn,
         residual: noResidual,
         dataLength: 0,
-      }),
+      })),
     );
     this.flush();
   }
@@ -325,7 +325,7 @@ export class FullFeatureConnection {
     const ttt = this.newTag();
     this.ping = { ttt, sentMs: nowMs };
     // §11.19: ITT 0xffffffff, a TTT the initiator must echo; StatSN not advanced.
-    this.emit(encodeNopIn({ ...this.seq(false), lun: 0, initiatorTaskTag: tagNone, targetTransferTag: ttt, dataLength: 0 }));
+    this.emit(encodeNopIn(this.sequenced(false, { lun: 0, initiatorTaskTag: tagNone, targetTransferTag: ttt, dataLength: 0 })));
     this.flush();
   }
 
@@ -333,8 +333,7 @@ export class FullFeatureConnection {
   requestLogout(timeS: number): void {
     if (this.closed) return;
     this.emit(
-      encodeAsyncMessage({
-        ...this.seq(true),
+      encodeAsyncMessage(this.sequenced(true, {
         lun: 0,
         event: AsyncEvent.RequestLogout,
         vcode: 0,
@@ -342,7 +341,7 @@ export class FullFeatureConnection {
         parameter2: 0,
         parameter3: timeS,
         dataLength: 0,
-      }),
+      })),
     );
     this.flush();
   }
@@ -630,15 +629,14 @@ export class FullFeatureConnection {
         this.solicitedBytes += length;
         task.nextR2TOffset += length;
         this.emit(
-          encodeR2T({
-            ...this.seq(false),
+          encodeR2T(this.sequenced(false, {
             lun: task.cmd.lun,
             initiatorTaskTag: task.cmd.initiatorTaskTag,
             targetTransferTag: ttt,
             r2tSN: task.sn++,
             bufferOffset: r2t.offset,
             desiredLength: length,
-          }),
+          })),
         );
       }
       first = false;
@@ -663,7 +661,7 @@ export class FullFeatureConnection {
     // A plain flag, not an AbortController: this runs for every command, and nothing listens.
     const signal: TaskSignal = { aborted: false };
     task.signal = signal;
-    const base = {
+    const head: RequestHead = {
       nexus: this.nexus,
       lun: cmd.lun,
       cdb: cmd.cdb,
@@ -675,20 +673,9 @@ export class FullFeatureConnection {
     };
     const parts = cmd.write ? orderedParts(task) : undefined;
     let req: ScsiRequest;
-    if (parts === undefined) req = { ...base, dataOut: cmd.write ? assemble(task) : undefined };
-    else if (parts.length === 1) req = { ...base, dataOut: parts[0] };
-    else {
-      // Several pieces: WRITE takes them as they are (dataOutParts); any other command that reads
-      // dataOut gets them joined, once, on first access.
-      let joined: Buffer | undefined;
-      req = {
-        ...base,
-        dataOutParts: parts,
-        get dataOut(): Buffer {
-          return (joined ??= Buffer.concat(parts, cmd.expectedDataLength));
-        },
-      };
-    }
+    if (parts === undefined) req = scsiRequest(head, cmd.write ? assemble(task) : undefined);
+    else if (parts.length === 1) req = scsiRequest(head, parts[0]);
+    else req = scsiRequestOfPieces(head, parts, cmd.expectedDataLength);
     this.io.execute(task.serial, req);
   }
 
@@ -761,8 +748,7 @@ export class FullFeatureConnection {
     if (collapse) return;
     const sense = response.sense !== undefined ? senseSegment(response.sense) : undefined;
     this.emit(
-      encodeScsiResponse({
-        ...this.seq(true),
+      encodeScsiResponse(this.sequenced(true, {
         response: ScsiResponseCode.CommandCompleted,
         status: response.status,
         initiatorTaskTag: cmd.initiatorTaskTag,
@@ -770,7 +756,7 @@ export class FullFeatureConnection {
         residual,
         bidiResidual,
         dataLength: sense?.length ?? 0,
-      }),
+      })),
       sense,
     );
   }
@@ -799,13 +785,12 @@ export class FullFeatureConnection {
     if (windowed) this.window.finish();
     const data = nop.data.subarray(0, Math.min(nop.data.length, this.params.initiatorMaxRecvDataSegmentBytes));
     this.emit(
-      encodeNopIn({
-        ...this.seq(true),
+      encodeNopIn(this.sequenced(true, {
         lun: nop.lun,
         initiatorTaskTag: nop.initiatorTaskTag,
         targetTransferTag: tagNone,
         dataLength: data.length,
-      }),
+      })),
       data,
     );
   }
@@ -848,15 +833,14 @@ export class FullFeatureConnection {
     if (t.continue) {
       // More of the request follows: an empty answer asks for it (§11.11.2).
       this.emit(
-        encodeTextResponse({
-          ...this.seq(true),
+        encodeTextResponse(this.sequenced(true, {
           final: false,
           continue: false,
           lun: t.lun,
           initiatorTaskTag: ex.itt,
           targetTransferTag: ex.ttt,
           dataLength: 0,
-        }),
+        })),
       );
       return;
     }
@@ -910,15 +894,14 @@ export class FullFeatureConnection {
     const more = ex.segments.length > 0;
     if (!more) this.text = undefined;
     this.emit(
-      encodeTextResponse({
-        ...this.seq(true),
+      encodeTextResponse(this.sequenced(true, {
         final: !more,
         continue: more,
         lun,
         initiatorTaskTag: ex.itt,
         targetTransferTag: more ? ex.ttt : tagNone,
         dataLength: segment.length,
-      }),
+      })),
       segment,
     );
   }
@@ -937,13 +920,12 @@ export class FullFeatureConnection {
     }
     if (response === LogoutResponseCode.Closed) this.abortTasks(() => true);
     this.emit(
-      encodeLogoutResponse({
-        ...this.seq(true),
+      encodeLogoutResponse(this.sequenced(true, {
         response,
         initiatorTaskTag: l.initiatorTaskTag,
         time2WaitS: 0,
         time2RetainS: 0,
-      }),
+      })),
     );
     if (response === LogoutResponseCode.Closed) this.shutdown('logout');
   }
@@ -1005,13 +987,13 @@ export class FullFeatureConnection {
 
   private answerTmf(itt: number, code: number, windowed: boolean): void {
     if (windowed) this.window.finish();
-    this.emit(encodeTaskManagementResponse({ ...this.seq(true), response: code, initiatorTaskTag: itt }));
+    this.emit(encodeTaskManagementResponse(this.sequenced(true, { response: code, initiatorTaskTag: itt })));
   }
 
   // ---- Reject ----
 
   private reject(reason: RejectReason, bhs: Buffer): void {
-    this.emit(encodeReject({ ...this.seq(true), reason, dataSN: 0 }), Buffer.from(bhs.subarray(0, 48)));
+    this.emit(encodeReject(this.sequenced(true, { reason, dataSN: 0 })), Buffer.from(bhs.subarray(0, 48)));
   }
 
   /** Rejecting a command still uses up its CmdSN, or the window would stall behind it. */
@@ -1024,7 +1006,17 @@ export class FullFeatureConnection {
 
   /** Sequence numbers for the next target PDU; `status` consumes a StatSN. */
   private seq(status: boolean): Sequence {
-    const s = { statSN: this.statSN, expCmdSN: this.window.expCmdSN, maxCmdSN: this.window.maxCmdSN };
+    return this.sequenced(status, {});
+  }
+
+  /** The PDU's fields with StatSN, ExpCmdSN and MaxCmdSN added (StatSN consumed when it carries
+   *  status). Added to the literal, not spread into it: `{ ...this.seq(), more }` costs about a
+   *  microsecond per field after the spread in Node 20's V8, on every response. */
+  private sequenced<T extends object>(status: boolean, f: T): T & Sequence {
+    const s = f as T & { statSN: number; expCmdSN: number; maxCmdSN: number };
+    s.statSN = this.statSN;
+    s.expCmdSN = this.window.expCmdSN;
+    s.maxCmdSN = this.window.maxCmdSN;
     if (status) this.statSN = snAdd(this.statSN, 1);
     return s;
   }

@@ -524,7 +524,13 @@ export class MirrorSession {
     const call = this.stream;
     if (!call) return;
     for (let batch = this.window.takeBatch(); batch; batch = this.window.takeBatch()) {
-      const entries = batch.map((e) => ({ seq: String(e.seq), ...e.payload.entry }));
+      // The sequence is set on the entry itself: a spread into a new literal costs more per entry
+      // than the rest of the batch's bookkeeping (node-agent/scsi/request.ts).
+      const entries = batch.map((e) => {
+        const m = e.payload.entry;
+        m.seq = String(e.seq);
+        return m;
+      });
       this.stats.batches++;
       if (!call.write({ batch: { epoch: String(this.ctx.epoch), entries } })) {
         this.window.blocked();
