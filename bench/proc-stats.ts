@@ -17,19 +17,33 @@ function clockTicksPerSecond(): number {
   return ticksPerSecond;
 }
 
-/** User + system CPU time the process has used so far, in milliseconds. */
-export function cpuMs(pid: number): number | undefined {
+/** Fields of /proc/<pid>/stat after the command name (which may hold spaces and parentheses). */
+function statFields(pid: number | 'self'): string[] | undefined {
   let stat: string;
   try {
     stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
     return undefined;
   }
-  // The command name (field 2) may hold spaces and parentheses: fields are counted after its ')'.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const utime = Number(fields[11]);
-  const stime = Number(fields[12]);
-  return ((utime + stime) * 1000) / clockTicksPerSecond();
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** User + system CPU time the process has used so far, in milliseconds. */
+export function cpuMs(pid: number): number | undefined {
+  const f = statFields(pid);
+  return f === undefined ? undefined : ((Number(f[11]) + Number(f[12])) * 1000) / clockTicksPerSecond();
+}
+
+/**
+ * User + system CPU time of this process's children that have exited and been waited for
+ * (cutime + cstime), in milliseconds: the difference across one client run that is the only child
+ * to exit meanwhile is that client's CPU time.
+ */
+export function reapedChildrenCpuMs(): number {
+  // Asked first: the first ask runs getconf, a child of its own.
+  const ticks = clockTicksPerSecond();
+  const f = statFields('self');
+  return f === undefined ? 0 : ((Number(f[13]) + Number(f[14])) * 1000) / ticks;
 }
 
 /** Peak resident set size (VmHWM) in bytes. */

@@ -2,6 +2,7 @@
 // URL. qemu-img bench only steps through the image sequentially, so the 4 KiB "random" cases use a
 // large step that is coprime with the number of 4 KiB slots: offset i = i * step mod (size - 4 KiB).
 import { spawn } from 'node:child_process';
+import { reapedChildrenCpuMs } from './proc-stats.ts';
 
 export interface BenchCase {
   readonly id: string;
@@ -44,6 +45,8 @@ function caseOf(id: string): BenchCase {
 export interface BenchRun {
   readonly seconds: number;
   readonly count: number;
+  /** The client's (qemu-img's) user + system CPU time over the run. */
+  readonly clientCpuMs: number;
 }
 
 export class BenchRunError extends Error {
@@ -61,9 +64,11 @@ export function benchArgs(c: BenchCase, count: number, url: string): string[] {
   return args;
 }
 
-/** Runs qemu-img bench once; the aborting signal ends it (Ctrl-C). */
+/** Runs qemu-img bench once; the aborting signal ends it (Ctrl-C). Its CPU time is read as this
+ *  process's reaped children's: no other child of the bench exits while it runs. */
 export function runQemuBench(c: BenchCase, count: number, url: string, signal: AbortSignal): Promise<BenchRun> {
   return new Promise((resolve, reject) => {
+    const cpuBefore = reapedChildrenCpuMs();
     const child = spawn('qemu-img', benchArgs(c, count, url), { stdio: ['ignore', 'pipe', 'pipe'], signal, timeout: runTimeoutMs });
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -75,7 +80,7 @@ export function runQemuBench(c: BenchCase, count: number, url: string, signal: A
         reject(new BenchRunError(`qemu-img bench ${c.id} on ${url} failed (exit ${code ?? sig}):\n${out.trim()}`));
         return;
       }
-      resolve({ seconds: Number(m[1]), count });
+      resolve({ seconds: Number(m[1]), count, clientCpuMs: reapedChildrenCpuMs() - cpuBefore });
     });
   });
 }
