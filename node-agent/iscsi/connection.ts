@@ -729,18 +729,18 @@ export class FullFeatureConnection {
       const seg = segments[i];
       const last = i === segments.length - 1;
       const withStatus = last && collapse;
-      const seq = this.seq(withStatus);
+      const statSN = this.takeStatSN(withStatus);
       this.emit(
         encodeDataIn({
           final: seg.final,
           lun: cmd.lun,
           initiatorTaskTag: cmd.initiatorTaskTag,
-          expCmdSN: seq.expCmdSN,
-          maxCmdSN: seq.maxCmdSN,
+          expCmdSN: this.window.expCmdSN,
+          maxCmdSN: this.window.maxCmdSN,
           dataSN: task.sn++,
           bufferOffset: seg.offsetBytes,
           dataLength: seg.lengthBytes,
-          status: withStatus ? { status: response.status, statSN: seq.statSN, residual } : undefined,
+          status: withStatus ? { status: response.status, statSN, residual } : undefined,
         }),
         dataIn.subarray(seg.offsetBytes, seg.offsetBytes + seg.lengthBytes),
       );
@@ -1004,20 +1004,21 @@ export class FullFeatureConnection {
 
   // ---- output ----
 
-  /** Sequence numbers for the next target PDU; `status` consumes a StatSN. */
-  private seq(status: boolean): Sequence {
-    return this.sequenced(status, {});
+  /** The StatSN of the next target PDU; one that carries status consumes it. */
+  private takeStatSN(status: boolean): number {
+    const statSN = this.statSN;
+    if (status) this.statSN = snAdd(this.statSN, 1);
+    return statSN;
   }
 
   /** The PDU's fields with StatSN, ExpCmdSN and MaxCmdSN added (StatSN consumed when it carries
-   *  status). Added to the literal, not spread into it: `{ ...this.seq(), more }` costs about a
+   *  status). Added to the literal, not spread into it: `{ ...sequence, more }` costs about a
    *  microsecond per field after the spread in Node 20's V8, on every response. */
   private sequenced<T extends object>(status: boolean, f: T): T & Sequence {
     const s = f as T & { statSN: number; expCmdSN: number; maxCmdSN: number };
-    s.statSN = this.statSN;
+    s.statSN = this.takeStatSN(status);
     s.expCmdSN = this.window.expCmdSN;
     s.maxCmdSN = this.window.maxCmdSN;
-    if (status) this.statSN = snAdd(this.statSN, 1);
     return s;
   }
 

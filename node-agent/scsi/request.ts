@@ -1,5 +1,5 @@
 // Builds the ScsiRequest of a command, the same way for the portal and for commands forwarded from
-// the other site: every field written out, never `{ ...head, dataOut }`. In the V8 of Node 20 each
+// the other site: never `{ ...head, dataOut }`. In the V8 of Node 20 each
 // field that follows an object spread in a literal misses its inline cache: about 1.3 us per field,
 // on every command (measured: 1.8 us for this request, 10 us for a SCSI Response's fields).
 import type { ScsiRequest } from './types.ts';
@@ -7,12 +7,12 @@ import type { ScsiRequest } from './types.ts';
 /** What every request carries besides its Data-Out. */
 export type RequestHead = Omit<ScsiRequest, 'dataOut' | 'dataOutParts'>;
 
-/** A request with its Data-Out in one buffer (or none). */
+/** A request with its Data-Out in one buffer (or none): the head itself, its Data-Out added (one
+ *  object per command, no copy of the head's fields). */
 export function scsiRequest(h: RequestHead, dataOut: Buffer | undefined): ScsiRequest {
-  return {
-    nexus: h.nexus, lun: h.lun, cdb: h.cdb, taskTag: h.taskTag, attribute: h.attribute,
-    expectedDataLength: h.expectedDataLength, expectedReadLength: h.expectedReadLength, signal: h.signal, dataOut,
-  };
+  const r = h as { dataOut?: Buffer } & RequestHead;
+  r.dataOut = dataOut;
+  return r;
 }
 
 /** A request whose Data-Out came in several pieces: WRITE stores them as they are (dataOutParts);

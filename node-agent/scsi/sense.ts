@@ -144,8 +144,10 @@ export function illegalRequest(code: AdditionalSense, commandTransferBytes?: num
 
 export const goodStatus: ScsiResponse = Object.freeze({ status: ScsiStatus.Good });
 
-export function good(dataIn?: Buffer, commandTransferBytes?: number): ScsiResponse {
+/** GOOD, with Data-In and its transfer length if any; release gives a pooled Data-In buffer back once it is sent. */
+export function good(dataIn?: Buffer, commandTransferBytes?: number, release?: () => void): ScsiResponse {
   if (dataIn === undefined && commandTransferBytes === undefined) return goodStatus;
   if (commandTransferBytes === undefined) return { status: ScsiStatus.Good, dataIn };
-  return { status: ScsiStatus.Good, dataIn, commandTransferBytes };
+  if (release === undefined) return { status: ScsiStatus.Good, dataIn, commandTransferBytes };
+  return { status: ScsiStatus.Good, dataIn, commandTransferBytes, release };
 }

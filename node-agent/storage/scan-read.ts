@@ -58,7 +58,8 @@ export function directReadRefusal(offsetBytes: number, lengthBytes: number): str
  * alignment) reject; the caller decides whether to read through the page cache instead.
  */
 export async function directRead<T>(fd: number, offsetBytes: number, lengthBytes: number, use: (data: Buffer) => T): Promise<T> {
-  assert(directReadRefusal(offsetBytes, lengthBytes) === undefined, `direct read of ${offsetBytes}+${lengthBytes}: ${directReadRefusal(offsetBytes, lengthBytes)}`);
+  const refusal = directReadRefusal(offsetBytes, lengthBytes);
+  assert(refusal === undefined, `direct read of ${offsetBytes}+${lengthBytes}: ${refusal}`);
   const buf = await acquire();
   try {
     const wanted = Math.ceil(lengthBytes / directAlignBytes) * directAlignBytes;
