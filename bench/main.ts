@@ -65,6 +65,8 @@ interface Sample {
   readonly peerCpuMs?: number;
   /** CPU of the client (qemu-img bench). */
   readonly clientCpuMs: number;
+  /** Share (0-100) of the machine's CPU time in use during the run, by any task. */
+  readonly machineBusyPct: number | undefined;
 }
 
 /** Our target's declared session parameters, set on tgt too so both negotiate the same with the client. */
@@ -293,9 +295,9 @@ async function measurePlan(p: Plan, setup: TargetSetup, opts: Options, samples: 
           const used = (cpuMs(pids[t]) ?? 0) - before;
           const peerUsed = peerBefore !== undefined ? (cpuMs(peerPid!) ?? 0) - peerBefore : undefined;
           const figure = figureOf(c, run);
-          samples.get(c.id)!.push({ target: t, repeat: r, seconds: run.seconds, count: run.count, figure, cpuMs: used, peerCpuMs: peerUsed, clientCpuMs: run.clientCpuMs });
+          samples.get(c.id)!.push({ target: t, repeat: r, seconds: run.seconds, count: run.count, figure, cpuMs: used, peerCpuMs: peerUsed, clientCpuMs: run.clientCpuMs, machineBusyPct: run.machineBusyPct });
           const peerNote = peerUsed !== undefined ? `, secondary ${peerUsed.toFixed(0)} ms` : '';
-          process.stdout.write(`  [${r + 1}/${opts.repeat}] ${c.id.padEnd(24)} ${t.padEnd(8)} ${fmt(figure, c.unit).padStart(8)} ${c.unit}  (${run.seconds.toFixed(3)} s, CPU ${used.toFixed(0)} ms${peerNote}, client ${run.clientCpuMs.toFixed(0)} ms)\n`);
+          process.stdout.write(`  [${r + 1}/${opts.repeat}] ${c.id.padEnd(24)} ${t.padEnd(8)} ${fmt(figure, c.unit).padStart(8)} ${c.unit}  (${run.seconds.toFixed(3)} s, CPU ${used.toFixed(0)} ms${peerNote}, client ${run.clientCpuMs.toFixed(0)} ms, machine busy ${fmt(run.machineBusyPct, '')}%)\n`);
         }
       }
     }
@@ -354,8 +356,8 @@ function report(r: ReportInput): { file: string; json: Record<string, unknown> }
     const { reference: ref, subject: sub } = p.comparison;
     const both = p.targets.length === 2;
     const table = new Table({
-      head: ['case', 'unit', ref, sub, both ? `${sub}/${ref}` : 'ratio', `${ref} CPU us/IO`, `${sub} CPU us/IO`, ...(sub === 'mirrored' ? ['secondary CPU us/IO'] : []), 'client CPU us/IO', 'all CPU us/IO'],
-      colAligns: ['left', 'left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
+      head: ['case', 'unit', ref, sub, both ? `${sub}/${ref}` : 'ratio', `${ref} CPU us/IO`, `${sub} CPU us/IO`, ...(sub === 'mirrored' ? ['secondary CPU us/IO'] : []), 'client CPU us/IO', 'all CPU us/IO', 'machine busy %'],
+      colAligns: ['left', 'left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
       style: { head: [], border: [] },
     });
     for (const c of p.cases) {
@@ -376,14 +378,17 @@ function report(r: ReportInput): { file: string; json: Record<string, unknown> }
       // Every process of the setup: the client, the target, and for mirrored the secondary too.
       const refAll = med(ref, (x) => perIo(x, x.cpuMs + x.clientCpuMs));
       const subAll = med(sub, (x) => perIo(x, x.cpuMs + (x.peerCpuMs ?? 0) + x.clientCpuMs));
+      const refBusy = med(ref, (x) => x.machineBusyPct);
+      const subBusy = med(sub, (x) => x.machineBusyPct);
       const pair = (a: number | undefined, b: number | undefined) => `${fmt(a, '')} / ${fmt(b, '')}`;
-      table.push([c.label, c.unit, fmt(refFig, c.unit), fmt(subFig, c.unit), ratio === undefined ? '-' : ratio.toFixed(2), fmt(refCpu, ''), fmt(subCpu, ''), ...(sub === 'mirrored' ? [fmt(peerCpu, '')] : []), pair(refClient, subClient), pair(refAll, subAll)]);
+      table.push([c.label, c.unit, fmt(refFig, c.unit), fmt(subFig, c.unit), ratio === undefined ? '-' : ratio.toFixed(2), fmt(refCpu, ''), fmt(subCpu, ''), ...(sub === 'mirrored' ? [fmt(peerCpu, '')] : []), pair(refClient, subClient), pair(refAll, subAll), pair(refBusy, subBusy)]);
       rows.push({
         comparison: p.comparison.id, id: c.id, label: c.label, unit: c.unit, count: s[0]?.count, args: benchArgs(c, s[0]?.count ?? c.count, '<url>'),
         reference: ref, subject: sub, referenceMedian: refFig, subjectMedian: subFig, ratio,
         referenceCpuUsPerIoMedian: refCpu, subjectCpuUsPerIoMedian: subCpu, secondaryCpuUsPerIoMedian: peerCpu,
         referenceClientCpuUsPerIoMedian: refClient, subjectClientCpuUsPerIoMedian: subClient,
         referenceAllCpuUsPerIoMedian: refAll, subjectAllCpuUsPerIoMedian: subAll,
+        referenceMachineBusyPctMedian: refBusy, subjectMachineBusyPctMedian: subBusy,
       });
     }
     out.write(`\n${p.comparison.id}: medians of ${r.opts.repeat} run(s) per case and target${r.opts.quick ? ' (--quick)' : ''}; ${p.comparison.title}\n`);
@@ -394,6 +399,8 @@ function report(r: ReportInput): { file: string; json: Record<string, unknown> }
   out.write('CPU us/IO: user+system CPU time of the process over the run divided by the requests of the run (median over the runs).\n');
   out.write('client CPU us/IO: qemu-img bench\'s, reference / subject; all CPU us/IO: client + target (+ secondary for mirrored), reference / subject.\n');
   out.write(`  While the reference keeps all ${os.cpus().length} CPUs busy, the subject cannot pass (reference all)/(subject all) of its throughput on this machine.\n`);
+  out.write('machine busy %: share of all the machine\'s CPU time (/proc/stat) that any task used during the run, reference / subject. Under 100,\n');
+  out.write('  the run also waited on hand-offs between processes (wake-ups, round trips), not on CPU alone, and the bound above is loose.\n');
   const la = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(' ');
   for (const run of r.runs) {
     out.write(`${run.comparison}: only its two targets ran; load average (1/5/15 min) ${la(run.load.before)} at the start of timing, ${la(run.load.after)} at the end\n`);

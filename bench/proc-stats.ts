@@ -64,3 +64,38 @@ export function threadCount(pid: number): number | undefined {
     return undefined;
   }
 }
+
+/** The machine's CPU time so far, all CPUs together, in clock ticks (/proc/stat's first line). */
+export interface MachineCpu {
+  /** user, nice, system, irq and softirq: time some task or interrupt ran. */
+  readonly busyTicks: number;
+  /** The above plus idle, iowait and steal (time the hypervisor gave to others). */
+  readonly totalTicks: number;
+}
+
+/** Parses /proc/stat's aggregate "cpu" line; undefined when it is not there (not Linux). */
+export function parseMachineCpu(procStat: string): MachineCpu | undefined {
+  const m = procStat.match(/^cpu\s+(.*)$/m);
+  if (!m) return undefined;
+  // guest and guest_nice (fields 9 and 10) are already counted in user and nice.
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = m[1].trim().split(/\s+/).map(Number);
+  const fields = [user, nice, system, idle, iowait, irq, softirq, steal ?? 0];
+  if (fields.some((x) => !Number.isFinite(x))) return undefined;
+  const busyTicks = user + nice + system + irq + softirq;
+  return { busyTicks, totalTicks: busyTicks + idle + iowait + (steal ?? 0) };
+}
+
+export function machineCpu(): MachineCpu | undefined {
+  try {
+    return parseMachineCpu(fs.readFileSync('/proc/stat', 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Share (0-100) of the machine's CPU time that was busy between two readings; undefined without both. */
+export function machineBusyPct(before: MachineCpu | undefined, after: MachineCpu | undefined): number | undefined {
+  if (before === undefined || after === undefined) return undefined;
+  const total = after.totalTicks - before.totalTicks;
+  return total > 0 ? (100 * (after.busyTicks - before.busyTicks)) / total : undefined;
+}

@@ -2,7 +2,7 @@
 // URL. qemu-img bench only steps through the image sequentially, so the 4 KiB "random" cases use a
 // large step that is coprime with the number of 4 KiB slots: offset i = i * step mod (size - 4 KiB).
 import { spawn } from 'node:child_process';
-import { reapedChildrenCpuMs } from './proc-stats.ts';
+import { machineBusyPct, machineCpu, reapedChildrenCpuMs } from './proc-stats.ts';
 
 export interface BenchCase {
   readonly id: string;
@@ -47,6 +47,8 @@ export interface BenchRun {
   readonly count: number;
   /** The client's (qemu-img's) user + system CPU time over the run. */
   readonly clientCpuMs: number;
+  /** Share (0-100) of all the machine's CPU time that some task used during the run (/proc/stat). */
+  readonly machineBusyPct: number | undefined;
 }
 
 export class BenchRunError extends Error {
@@ -69,6 +71,7 @@ export function benchArgs(c: BenchCase, count: number, url: string): string[] {
 export function runQemuBench(c: BenchCase, count: number, url: string, signal: AbortSignal): Promise<BenchRun> {
   return new Promise((resolve, reject) => {
     const cpuBefore = reapedChildrenCpuMs();
+    const machineBefore = machineCpu();
     const child = spawn('qemu-img', benchArgs(c, count, url), { stdio: ['ignore', 'pipe', 'pipe'], signal, timeout: runTimeoutMs });
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -80,7 +83,7 @@ export function runQemuBench(c: BenchCase, count: number, url: string, signal: A
         reject(new BenchRunError(`qemu-img bench ${c.id} on ${url} failed (exit ${code ?? sig}):\n${out.trim()}`));
         return;
       }
-      resolve({ seconds: Number(m[1]), count, clientCpuMs: reapedChildrenCpuMs() - cpuBefore });
+      resolve({ seconds: Number(m[1]), count, clientCpuMs: reapedChildrenCpuMs() - cpuBefore, machineBusyPct: machineBusyPct(machineBefore, machineCpu()) });
     });
   });
 }
