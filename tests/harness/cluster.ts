@@ -212,6 +212,26 @@ export async function startCluster(spec: ClusterSpec = {}): Promise<TestCluster>
   };
 }
 
+/** Per daemon, the last lines of its log that name one of the groups: what a settle timeout reports. */
+async function groupLogs(t: { sites: ReadonlyArray<{ name: string; dataDir: string }>; witness: { dataDir: string } }, groups: string[], lines = 15): Promise<string> {
+  const logs = [
+    ...t.sites.map((s) => ({ daemon: `agent ${s.name}`, file: path.join(s.dataDir, 'logs', 'agent.log') })),
+    { daemon: 'witness', file: path.join(t.witness.dataDir, 'logs', 'witness.log') },
+  ];
+  const parts: string[] = [];
+  for (const { daemon, file } of logs) {
+    const text = await fs.readFile(file, 'utf8').catch(() => '');
+    const named = text.split('\n').filter((l) => groups.some((g) => l.includes(`"group":"${g}"`)));
+    parts.push(`--- ${daemon}: last ${Math.min(lines, named.length)} lines naming ${groups.join(', ')}`, ...named.slice(-lines).map((l) => l.slice(0, 400)));
+  }
+  // The witness's durable record of each group (epoch, primary, secondary up-to-date, request seqs).
+  const state = await fs.readFile(path.join(t.witness.dataDir, 'witness.json'), 'utf8').then((x) => JSON.parse(x) as { records?: Record<string, unknown> }, () => undefined);
+  for (const [key, record] of Object.entries(state?.records ?? {})) {
+    if (groups.some((g) => key.endsWith(`/${g}`))) parts.push(`--- witness record ${key}: ${JSON.stringify(record)}`);
+  }
+  return parts.join('\n');
+}
+
 /** The last lines of a daemon's JSON log ("alpha", "beta" or "witness") in a cluster's folder. */
 export async function logTail(dir: string, daemon: string, lines: number): Promise<string> {
   const file = daemon === 'witness' ? path.join(dir, 'data', 'witness', 'logs', 'witness.log') : path.join(dir, 'data', daemon, 'logs', 'agent.log');
@@ -224,7 +244,7 @@ export interface StatusGroup {
   name: string;
   role: string;
   mirror?: { attached: boolean; secondary: string; mode: string; mode_switches: number; rtt_ms: number; lag_bytes: string; lag_ms: number; hold_down_ms: string; outdated_reason: string };
-  arbitration?: { gate: string };
+  arbitration?: { gate: string; lease_state?: string; witness_reachable?: boolean; blocked?: string; switchover?: boolean; failover_requested?: boolean };
   path?: { port_groups: Array<{ site: string; state: string }> };
 }
 
@@ -251,7 +271,9 @@ export async function waitSettled(file: string, outdated: string[] = [], deadlin
         if (outdated.includes(g.name)) return primary.g.arbitration?.gate === 'local' ? [] : [`${g.name}: secondary not yet recorded outdated (gate ${primary.g.arbitration?.gate})`];
         const ok = primary.g.arbitration?.gate === 'mirrored' && primary.g.mirror?.attached && primary.g.mirror.secondary === 'up-to-date'
           && secondary.g.mirror?.attached;
-        if (!ok) return [`${g.name}: primary ${primary.site} gate ${primary.g.arbitration?.gate}, secondary ${primary.g.mirror?.secondary}, attached at ${secondary.site} ${secondary.g.mirror?.attached}`];
+        const a = primary.g.arbitration;
+        const why = a && a.gate !== 'mirrored' ? ` (leases ${a.lease_state}, witness reachable ${a.witness_reachable}, blocked '${a.blocked}', switchover ${a.switchover}, failover requested ${a.failover_requested})` : '';
+        if (!ok) return [`${g.name}: primary ${primary.site} gate ${a?.gate}${why}, secondary ${primary.g.mirror?.secondary}, attached at ${secondary.site} ${secondary.g.mirror?.attached}`];
         // What hosts are told at both portals: the primary's port group active/optimized, the
         // secondary's active/non-optimized (the unit attention of that change is behind them).
         const want = (site: string) => (site === primary.site ? 'active-optimized' : 'active-non-optimized');
@@ -260,7 +282,10 @@ export async function waitSettled(file: string, outdated: string[] = [], deadlin
       });
       if (pending.length === 0) break;
       last = pending.join('; ');
-      if (performance.now() > until) throw new Error(`cluster ${t.name} did not settle within ${deadlineMs} ms: ${last}`);
+      if (performance.now() > until) {
+        const stuck = t.groups.filter((g) => pending.some((x) => x.startsWith(`${g.name}:`))).map((g) => g.name);
+        throw new Error(`cluster ${t.name} did not settle within ${deadlineMs} ms: ${last}\n${await groupLogs(t, stuck)}`);
+      }
       await new Promise((res) => setTimeout(res, 200));
     }
   } finally {
