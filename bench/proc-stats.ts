@@ -1,6 +1,6 @@
 // CPU time and memory of a running process from /proc (Linux): user+system time from
-// /proc/<pid>/stat, peak resident set (VmHWM) from /proc/<pid>/status. Reads only; a process that is
-// gone reads as undefined.
+// /proc/<pid>/stat, peak resident set (VmHWM) from /proc/<pid>/status; and the whole machine's busy
+// CPU time from /proc/stat. Reads only; a process that is gone reads as undefined.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 
