@@ -376,8 +376,9 @@ function report(r: ReportInput): { file: string; json: Record<string, unknown> }
       const refClient = med(ref, (x) => perIo(x, x.clientCpuMs));
       const subClient = med(sub, (x) => perIo(x, x.clientCpuMs));
       // Every process of the setup: the client, the target, and for mirrored the secondary too.
-      const refAll = med(ref, (x) => perIo(x, x.cpuMs + x.clientCpuMs));
-      const subAll = med(sub, (x) => perIo(x, x.cpuMs + (x.peerCpuMs ?? 0) + x.clientCpuMs));
+      const allCpuMs = (x: Sample) => x.cpuMs + (x.peerCpuMs ?? 0) + x.clientCpuMs;
+      const refAll = med(ref, (x) => perIo(x, allCpuMs(x)));
+      const subAll = med(sub, (x) => perIo(x, allCpuMs(x)));
       const refBusy = med(ref, (x) => x.machineBusyPct);
       const subBusy = med(sub, (x) => x.machineBusyPct);
       const pair = (a: number | undefined, b: number | undefined) => `${fmt(a, '')} / ${fmt(b, '')}`;

@@ -78,11 +78,11 @@ export function parseMachineCpu(procStat: string): MachineCpu | undefined {
   const m = procStat.match(/^cpu\s+(.*)$/m);
   if (!m) return undefined;
   // guest and guest_nice (fields 9 and 10) are already counted in user and nice.
-  const [user, nice, system, idle, iowait, irq, softirq, steal] = m[1].trim().split(/\s+/).map(Number);
-  const fields = [user, nice, system, idle, iowait, irq, softirq, steal ?? 0];
-  if (fields.some((x) => !Number.isFinite(x))) return undefined;
+  // steal is missing on kernels before 2.6.11.
+  const [user, nice, system, idle, iowait, irq, softirq, steal = 0] = m[1].trim().split(/\s+/).map(Number);
+  if ([user, nice, system, idle, iowait, irq, softirq, steal].some((x) => !Number.isFinite(x))) return undefined;
   const busyTicks = user + nice + system + irq + softirq;
-  return { busyTicks, totalTicks: busyTicks + idle + iowait + (steal ?? 0) };
+  return { busyTicks, totalTicks: busyTicks + idle + iowait + steal };
 }
 
 export function machineCpu(): MachineCpu | undefined {

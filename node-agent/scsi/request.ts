@@ -8,7 +8,7 @@ import type { ScsiRequest } from './types.ts';
 export type RequestHead = Omit<ScsiRequest, 'dataOut' | 'dataOutParts'>;
 
 /** A request with its Data-Out in one buffer (or none): the head itself, its Data-Out added (one
- *  object per command, no copy of the head's fields). */
+ *  object per command, no copy of the head's fields). Takes the head over: build one per request. */
 export function scsiRequest(h: RequestHead, dataOut: Buffer | undefined): ScsiRequest {
   const r = h as { dataOut?: Buffer } & RequestHead;
   r.dataOut = dataOut;

@@ -212,11 +212,16 @@ export async function startCluster(spec: ClusterSpec = {}): Promise<TestCluster>
   };
 }
 
+/** A daemon's JSON log under its data directory. */
+function logFileIn(dataDir: string, daemon: 'agent' | 'witness'): string {
+  return path.join(dataDir, 'logs', `${daemon}.log`);
+}
+
 /** Per daemon, the last lines of its log that name one of the groups: what a settle timeout reports. */
 async function groupLogs(t: { sites: ReadonlyArray<{ name: string; dataDir: string }>; witness: { dataDir: string } }, groups: string[], lines = 15): Promise<string> {
   const logs = [
-    ...t.sites.map((s) => ({ daemon: `agent ${s.name}`, file: path.join(s.dataDir, 'logs', 'agent.log') })),
-    { daemon: 'witness', file: path.join(t.witness.dataDir, 'logs', 'witness.log') },
+    ...t.sites.map((s) => ({ daemon: `agent ${s.name}`, file: logFileIn(s.dataDir, 'agent') })),
+    { daemon: 'witness', file: logFileIn(t.witness.dataDir, 'witness') },
   ];
   const parts: string[] = [];
   for (const { daemon, file } of logs) {
@@ -234,7 +239,7 @@ async function groupLogs(t: { sites: ReadonlyArray<{ name: string; dataDir: stri
 
 /** The last lines of a daemon's JSON log ("alpha", "beta" or "witness") in a cluster's folder. */
 export async function logTail(dir: string, daemon: string, lines: number): Promise<string> {
-  const file = daemon === 'witness' ? path.join(dir, 'data', 'witness', 'logs', 'witness.log') : path.join(dir, 'data', daemon, 'logs', 'agent.log');
+  const file = logFileIn(path.join(dir, 'data', daemon), daemon === 'witness' ? 'witness' : 'agent');
   const text = await fs.readFile(file, 'utf8').catch(() => '');
   return text.trimEnd().split('\n').slice(-lines).join('\n');
 }
@@ -263,28 +268,28 @@ export async function waitSettled(file: string, outdated: string[] = [], deadlin
   try {
     for (;;) {
       const views = await agents.read();
-      const pending = t.groups.flatMap((g) => {
-        const at = views.map((v) => ({ site: v.site, g: v.groups?.find((x) => x.name === g.name) }));
+      // Why each group has not settled yet (undefined: settled).
+      const unsettled = (name: string): string | undefined => {
+        const at = views.map((v) => ({ site: v.site, g: v.groups?.find((x) => x.name === name) }));
         const primary = at.find((x) => x.g?.role === 'primary');
         const secondary = at.find((x) => x.g?.role === 'secondary');
-        if (!primary?.g || !secondary?.g) return [`${g.name}: no primary and secondary yet`];
-        if (outdated.includes(g.name)) return primary.g.arbitration?.gate === 'local' ? [] : [`${g.name}: secondary not yet recorded outdated (gate ${primary.g.arbitration?.gate})`];
-        const ok = primary.g.arbitration?.gate === 'mirrored' && primary.g.mirror?.attached && primary.g.mirror.secondary === 'up-to-date'
-          && secondary.g.mirror?.attached;
+        if (!primary?.g || !secondary?.g) return 'no primary and secondary yet';
         const a = primary.g.arbitration;
+        if (outdated.includes(name)) return a?.gate === 'local' ? undefined : `secondary not yet recorded outdated (gate ${a?.gate})`;
+        const ok = a?.gate === 'mirrored' && primary.g.mirror?.attached && primary.g.mirror.secondary === 'up-to-date' && secondary.g.mirror?.attached;
         const why = a && a.gate !== 'mirrored' ? ` (leases ${a.lease_state}, witness reachable ${a.witness_reachable}, blocked '${a.blocked}', switchover ${a.switchover}, failover requested ${a.failover_requested})` : '';
-        if (!ok) return [`${g.name}: primary ${primary.site} gate ${a?.gate}${why}, secondary ${primary.g.mirror?.secondary}, attached at ${secondary.site} ${secondary.g.mirror?.attached}`];
+        if (!ok) return `primary ${primary.site} gate ${a?.gate}${why}, secondary ${primary.g.mirror?.secondary}, attached at ${secondary.site} ${secondary.g.mirror?.attached}`;
         // What hosts are told at both portals: the primary's port group active/optimized, the
         // secondary's active/non-optimized (the unit attention of that change is behind them).
         const want = (site: string) => (site === primary.site ? 'active-optimized' : 'active-non-optimized');
         const wrong = at.flatMap((x) => (x.g?.path?.port_groups ?? []).filter((pg) => pg.state !== want(pg.site)).map((pg) => `${x.site} reports ${pg.site} ${pg.state}`));
-        return wrong.length === 0 ? [] : [`${g.name}: ${wrong.join(', ')}`];
-      });
+        return wrong.length === 0 ? undefined : wrong.join(', ');
+      };
+      const pending = t.groups.map((g) => ({ group: g.name, why: unsettled(g.name) })).filter((x) => x.why !== undefined);
       if (pending.length === 0) break;
-      last = pending.join('; ');
+      last = pending.map((x) => `${x.group}: ${x.why}`).join('; ');
       if (performance.now() > until) {
-        const stuck = t.groups.filter((g) => pending.some((x) => x.startsWith(`${g.name}:`))).map((g) => g.name);
-        throw new Error(`cluster ${t.name} did not settle within ${deadlineMs} ms: ${last}\n${await groupLogs(t, stuck)}`);
+        throw new Error(`cluster ${t.name} did not settle within ${deadlineMs} ms: ${last}\n${await groupLogs(t, pending.map((x) => x.group))}`);
       }
       await new Promise((res) => setTimeout(res, 200));
     }
