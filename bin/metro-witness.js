@@ -1,6 +1,5 @@
 #!/usr/bin/env node
-// Entry point of `metro-witness`: loads the TypeScript sources through tsx's ESM hooks, then runs site-witness/main.ts.
-import { register } from 'tsx/esm/api';
+// Entry point of `metro-witness`: runs site-witness/main.ts, from its bundle when built (bin/bundle.mjs).
+import { runCommand } from './bundle.mjs';
 
-register();
-await import('../site-witness/main.ts');
+await runCommand('metro-witness', new URL('../site-witness/main.ts', import.meta.url).href);

@@ -1,6 +1,5 @@
 #!/usr/bin/env node
-// Entry point of `metroctl`: loads the TypeScript sources through tsx's ESM hooks, then runs cli/main.ts.
-import { register } from 'tsx/esm/api';
+// Entry point of `metroctl`: runs cli/main.ts, from its bundle when built (bin/bundle.mjs).
+import { runCommand } from './bundle.mjs';
 
-register();
-await import('../cli/main.ts');
+await runCommand('metroctl', new URL('../cli/main.ts', import.meta.url).href);

@@ -3,14 +3,14 @@
 // and stops them all on Ctrl-C or SIGTERM.
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import type { Topology } from '../common/topology/index.ts';
 import { loadTopologyOrExit, DaemonError, type ReadyMessage } from '../common/daemon.ts';
 import { ensureAutoPki } from '../common/tls/pki.ts';
 import { insecureWarning } from '../common/tls/grpc-security.ts';
+import { installRoot } from '../common/install-root.ts';
 
-const binDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin');
+const binDir = path.join(installRoot, 'bin');
 /** How long a daemon may take to start serving; METRO_READY_TIMEOUT_MS overrides (slow or loaded machines). */
 const readyTimeoutMs = Number(process.env.METRO_READY_TIMEOUT_MS) > 0 ? Number(process.env.METRO_READY_TIMEOUT_MS) : 30_000;
 const stopTimeoutMs = 10_000;

@@ -1,11 +1,11 @@
 // Loads the .proto contracts in protos/ with explicit proto-loader options, so every daemon and
 // client decodes messages the same way (field names as written, 64-bit values as strings).
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { installRoot } from './install-root.ts';
 
-const protosDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'protos');
+const protosDir = path.join(installRoot, 'protos');
 
 export const protoLoaderOptions: protoLoader.Options = {
   keepCase: true,

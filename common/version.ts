@@ -1,5 +1,6 @@
 // The software version reported by every daemon and by `metroctl --version`.
-import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import path from 'node:path';
+import { installRoot } from './install-root.ts';
 
-const require = createRequire(import.meta.url);
-export const VERSION: string = (require('../package.json') as { version: string }).version;
+export const VERSION: string = (JSON.parse(fs.readFileSync(path.join(installRoot, 'package.json'), 'utf8')) as { version: string }).version;

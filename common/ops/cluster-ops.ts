@@ -5,11 +5,11 @@
 // An operation this build lacks is reported as missing, never imitated.
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { installRoot } from '../install-root.ts';
 import type { Topology } from '../topology/index.ts';
 import { dial, call, type CallResult } from '../grpc-client.ts';
 
-export const metroctlBin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'metroctl.js');
+export const metroctlBin = path.join(installRoot, 'bin', 'metroctl.js');
 
 export interface GroupAtSite {
   role: string;
