@@ -2,6 +2,7 @@
 // (127.x.y.z), runs it with the real `metroctl up`, and tears it down. Nothing here mocks a daemon.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,11 +29,40 @@ export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)
 export const metroctlBin = path.join(repoRoot, 'bin', 'metroctl.js');
 
 let counter = 0;
-/** Loopback hosts no other test uses at the same time: the second octet from the pid (one test
- *  file per process), the third from a counter within the process. host(n) is 127.a.b+n.1. */
-export function uniqueHosts(): (n: 1 | 2 | 3) => string {
+let octet: Promise<number> | undefined;
+/** Where a test process holds its claim on its second octet (a port no daemon of a test uses). */
+const claimPort = 7399;
+
+/**
+ * The second octet of this test process's loopback hosts, no other running test process has: the
+ * process listens on 127.<octet>.255.254 for as long as it lives, so a second claim of the same
+ * octet fails to bind (EADDRINUSE) and tries the next one, and the kernel frees the claim when the
+ * process ends however it ends. Tried from the pid on, so processes mostly claim their first try.
+ */
+function claimOctet(): Promise<number> {
+  octet ??= (async () => {
+    for (let i = 0; i < 240; i++) {
+      const a = 10 + ((process.pid + i) % 240);
+      const server = net.createServer();
+      const bound = await new Promise<boolean>((resolve, reject) => {
+        server.once('error', (err: NodeJS.ErrnoException) => (err.code === 'EADDRINUSE' ? resolve(false) : reject(err)));
+        server.listen({ host: `127.${a}.255.254`, port: claimPort, exclusive: true }, () => resolve(true));
+      });
+      if (bound) {
+        server.unref();
+        return a;
+      }
+    }
+    throw new Error('no loopback octet left for test hosts: 240 test processes hold one each');
+  })();
+  return octet;
+}
+
+/** Loopback hosts no other test uses at the same time: the second octet claimed by this process
+ *  (one test file per process), the third from a counter within the process. host(n) is 127.a.b+n.1. */
+export async function uniqueHosts(): Promise<(n: 1 | 2 | 3) => string> {
+  const a = await claimOctet();
   counter += 1;
-  const a = 10 + (process.pid % 240);
   const b = (counter * 4) % 252;
   return (n) => `127.${a}.${b + n}.1`;
 }
@@ -95,7 +125,7 @@ export interface TestCluster {
 
 export async function makeTopology(spec: ClusterSpec = {}): Promise<{ dir: string; file: string; host: (n: 1 | 2 | 3) => string; name: string }> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'metro-test-'));
-  const host = uniqueHosts();
+  const host = await uniqueHosts();
   const name = spec.name ?? 'test';
   const routes = spec.routes?.(host) ?? {};
   const groups = spec.groups ?? `

@@ -52,7 +52,7 @@ async function client(p: TcpProxy) {
 }
 
 for (const [where, start] of [['in the test process', startTcpProxy], ['in a child process', startTcpProxyProcess]] as const) test(`${where}: delay in each direction, changed at runtime; cut and restore; flap`, async (t) => {
-  const host = uniqueHosts()(1);
+  const host = (await uniqueHosts())(1);
   const echo = await echoServer(host);
   const proxy = await start({ listen: { address: host }, target: { address: host, port: echo.port } });
   t.teardown(async () => { await proxy.close(); await echo.close(); });
