@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Compiles metroctl and metro-witness ahead of time: one ES module each in dist/ (npm packages stay
+// Compiles metroctl, metro-witness and metro-agent ahead of time: one ES module each in dist/ (npm packages stay
 // external, imported from node_modules as before), a linked source map, and a manifest of the
 // source files each was made of, by which bin/bundle.mjs tells whether the bundle is still current.
 // Files are written beside their final name and renamed, so a command starting meanwhile reads a
@@ -13,7 +13,7 @@ import { manifestPath } from '../bin/bundle.mjs';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const outAt = process.argv.indexOf('--out');
 const outDir = outAt > 0 ? path.resolve(process.argv[outAt + 1]) : path.join(root, 'dist');
-const commands = { metroctl: 'cli/main.ts', 'metro-witness': 'site-witness/main.ts' };
+const commands = { metroctl: 'cli/main.ts', 'metro-witness': 'site-witness/main.ts', 'metro-agent': 'node-agent/main.ts' };
 
 function writeWhole(file, contents) {
   const tmp = `${file}.${process.pid}.tmp`;
@@ -35,6 +35,8 @@ for (const [name, entry] of Object.entries(commands)) {
     sourcemap: 'linked',
     metafile: true,
     write: false,
+    // As bin/ts-hooks.mjs: no keepNames (it wraps every named closure the data path creates per command).
+    keepNames: false,
     logLevel: 'warning',
   });
   // The map first, the bundle next, the manifest last: a bundle is current only once all three are.

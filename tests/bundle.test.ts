@@ -1,4 +1,4 @@
-// metroctl and metro-witness run from bundles compiled ahead of time (scripts/build.mjs), and from
+// metroctl, metro-witness and metro-agent run from bundles compiled ahead of time (scripts/build.mjs), and from
 // the TypeScript sources whenever a bundle is older than any file it was made of (bin/bundle.mjs).
 import test from 'ava';
 import fs from 'node:fs';
@@ -49,7 +49,7 @@ test('the built bundles run without the TypeScript sources loader and answer as 
   t.teardown(() => fs.rmSync(out, { recursive: true, force: true }));
   const built = await run(process.execPath, [path.join(repoRoot, 'scripts', 'build.mjs'), '--out', out], { timeoutMs: 120_000 });
   t.is(built.code, 0, built.stdout + built.stderr);
-  for (const name of ['metroctl', 'metro-witness']) {
+  for (const name of ['metroctl', 'metro-witness', 'metro-agent']) {
     const b = fresh(out, name);
     t.is(b.file, path.join(out, `${name}.js`), `${name}: ${b.stale}`);
     const manifest = JSON.parse(fs.readFileSync(path.join(out, `${name}.inputs.json`), 'utf8')) as { inputs: string[] };
@@ -63,6 +63,9 @@ test('the built bundles run without the TypeScript sources loader and answer as 
   const help = await run(process.execPath, [path.join(out, 'metroctl.js'), 'topology', 'validate', '--help'], { timeoutMs: 60_000 });
   t.is(help.code, 0, help.stderr);
   t.regex(help.stdout, /Usage: metroctl topology validate/);
+  const agentHelp = await run(process.execPath, [path.join(out, 'metro-agent.js'), '--help'], { timeoutMs: 60_000 });
+  t.is(agentHelp.code, 0, agentHelp.stderr);
+  t.regex(agentHelp.stdout, /--site/);
   const check = await run(process.execPath, [path.join(out, 'metroctl.js'), 'topology', 'validate', path.join(repoRoot, 'topology-examples', 'local-demo.yaml')], { timeoutMs: 60_000 });
   t.is(check.code, 0, check.stdout + check.stderr);
 
