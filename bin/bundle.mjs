@@ -15,20 +15,20 @@ export function manifestPath(dir, name) {
 }
 
 /**
- * The bundle of `name` in `dir` when every source it was built from is still there and no newer
- * than the bundle; otherwise why not, in a phrase.
+ * The bundle of `name` in `dir` when every source it was built from is still there and unchanged
+ * since the build began reading the sources; otherwise why not, in a phrase.
  */
 export function freshBundle(dir, name) {
   const file = path.join(dir, `${name}.js`);
   let manifest;
-  let builtMs;
   try {
     manifest = JSON.parse(fs.readFileSync(manifestPath(dir, name), 'utf8'));
-    builtMs = fs.statSync(file).mtimeMs;
+    fs.statSync(file);
   } catch {
     return { stale: 'not built' };
   }
-  if (!Array.isArray(manifest.inputs) || typeof manifest.root !== 'string') return { stale: 'manifest unreadable' };
+  const builtMs = manifest.sourcesReadFromMs;
+  if (!Array.isArray(manifest.inputs) || typeof manifest.root !== 'string' || typeof builtMs !== 'number') return { stale: 'manifest unreadable' };
   for (const input of manifest.inputs) {
     let mtimeMs;
     try {

@@ -24,6 +24,8 @@ function writeWhole(file, contents) {
 fs.mkdirSync(outDir, { recursive: true });
 for (const [name, entry] of Object.entries(commands)) {
   const outfile = path.join(outDir, `${name}.js`);
+  // A source saved after this moment may not be in the bundle: bin/bundle.mjs compares with it.
+  const sourcesReadFromMs = Date.now();
   const result = await build({
     entryPoints: [path.join(root, entry)],
     outfile,
@@ -43,6 +45,6 @@ for (const [name, entry] of Object.entries(commands)) {
   const files = [...result.outputFiles.filter((f) => f.path.endsWith('.map')), ...result.outputFiles.filter((f) => !f.path.endsWith('.map'))];
   for (const f of files) writeWhole(f.path, f.contents);
   const inputs = Object.keys(result.metafile.inputs).map((p) => path.relative(root, path.resolve(root, p))).sort();
-  writeWhole(manifestPath(outDir, name), `${JSON.stringify({ root: path.relative(outDir, root) || '.', inputs }, null, 1)}\n`);
+  writeWhole(manifestPath(outDir, name), `${JSON.stringify({ root: path.relative(outDir, root) || '.', sourcesReadFromMs, inputs }, null, 1)}\n`);
   console.log(`built ${path.relative(root, outfile)} from ${inputs.length} source files`);
 }

@@ -28,16 +28,19 @@ test('a bundle is used only while every source it was made of is unchanged and p
     fs.writeFileSync(path.join(root, 'src', f), '');
     fs.utimesSync(path.join(root, 'src', f), nowS - 60, nowS - 60);
   }
+  fs.writeFileSync(path.join(dist, 'tool.inputs.json'), JSON.stringify({ root: '..', sourcesReadFromMs: (nowS - 30) * 1000, inputs: ['src/a.ts', 'src/b.ts'] }));
+  t.deepEqual(fresh(dist, 'tool'), { stale: 'not built' }, 'a manifest without its bundle');
   fs.writeFileSync(path.join(dist, 'tool.js'), '');
-  fs.utimesSync(path.join(dist, 'tool.js'), nowS - 30, nowS - 30);
-  fs.writeFileSync(path.join(dist, 'tool.inputs.json'), JSON.stringify({ root: '..', inputs: ['src/a.ts', 'src/b.ts'] }));
   t.deepEqual(fresh(dist, 'tool'), { file: path.join(dist, 'tool.js') });
 
-  fs.utimesSync(path.join(root, 'src', 'b.ts'), nowS, nowS);
+  // Saved while the build ran (after it began reading), though before the bundle was written.
+  fs.utimesSync(path.join(root, 'src', 'b.ts'), nowS - 20, nowS - 20);
   t.deepEqual(fresh(dist, 'tool'), { stale: 'src/b.ts changed since the build' });
   fs.utimesSync(path.join(root, 'src', 'b.ts'), nowS - 60, nowS - 60);
   fs.rmSync(path.join(root, 'src', 'a.ts'));
   t.deepEqual(fresh(dist, 'tool'), { stale: 'src/a.ts is gone' });
+  fs.writeFileSync(path.join(dist, 'tool.inputs.json'), JSON.stringify({ root: '..', inputs: ['src/b.ts'] }));
+  t.deepEqual(fresh(dist, 'tool'), { stale: 'manifest unreadable' }, 'a manifest of an older build format');
   fs.writeFileSync(path.join(dist, 'tool.inputs.json'), '{"inputs": 3}');
   t.deepEqual(fresh(dist, 'tool'), { stale: 'manifest unreadable' });
 });
