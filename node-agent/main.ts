@@ -121,14 +121,7 @@ async function main(): Promise<void> {
     portal: `${portal.address.address}:${portal.address.port}`, grpc: `${site.agent.address}:${control.port}`,
     groups: topology.groups.map((g) => g.name),
   });
-  announceReady({
-    type: 'ready', role: 'agent', name: site.name,
-    listen: [
-      { what: 'iscsi', address: portal.address.address, port: portal.address.port },
-      { what: 'grpc', address: site.agent.address, port: control.port },
-    ],
-  });
-
+  // The stop handler first: whoever hears 'ready' may send SIGTERM at once.
   onStopSignal(async () => {
     log.info('agent stopping', { readBuffers: readBufferPool.stats });
     await portal.close();
@@ -136,6 +129,13 @@ async function main(): Promise<void> {
     roles.close();
     await shutdownGrpcServer(control.server);
     await Promise.all(volumes.map((v) => v.device.close()));
+  });
+  announceReady({
+    type: 'ready', role: 'agent', name: site.name,
+    listen: [
+      { what: 'iscsi', address: portal.address.address, port: portal.address.port },
+      { what: 'grpc', address: site.agent.address, port: control.port },
+    ],
   });
 }
 

@@ -143,13 +143,13 @@ async function main(): Promise<void> {
   });
   drills.schedule();
   log.info('witness serving', { cluster: topology.name, address: w.address, port, drills: topology.drills.map((d) => d.name) });
-  announceReady({ type: 'ready', role: 'witness', name: 'witness', listen: [{ what: 'grpc', address: w.address, port }] });
-
+  // The stop handler first: whoever hears 'ready' may send SIGTERM at once.
   onStopSignal(async () => {
     log.info('witness stopping');
     drills.stop();
     await shutdownGrpcServer(server);
   });
+  announceReady({ type: 'ready', role: 'witness', name: 'witness', listen: [{ what: 'grpc', address: w.address, port }] });
 }
 
 await runMain(main);
