@@ -80,8 +80,9 @@ class GroupRole {
   private chain: Promise<void> = Promise.resolve();
   /** Persists of a new epoch or primary not yet completed. */
   private persisting = 0;
-  private persistedEpoch = -1;
-  private persistedPrimary = '';
+  /** Epoch and primary of the last persist queued (the chain writes them in this order). */
+  private queuedEpoch = -1;
+  private queuedPrimary = '';
   private lastView: RoleView | undefined;
   private waiters: Array<() => void> = [];
 
@@ -98,18 +99,24 @@ class GroupRole {
   run(actions: readonly RoleAction[], peerOut: PeerMessage[]): Promise<void> {
     const e = this.rt.edges;
     // A new epoch or primary is not acted on before it is durable: the gate stays closed until then.
-    const changes = actions.filter((a) => a.type === 'persist' && (a.persisted.epoch !== this.persistedEpoch || a.persisted.primary !== this.persistedPrimary)).length;
-    this.persisting += changes;
+    // Which persists change them is decided here, against what is already queued, and each of
+    // those opens its share once written: a later persist of the same epoch and primary (a notice's
+    // sequence) queued before the first is written neither closes nor opens anything.
+    const changes = new Set<RoleAction>();
+    for (const a of actions) {
+      if (a.type !== 'persist' || (a.persisted.epoch === this.queuedEpoch && a.persisted.primary === this.queuedPrimary)) continue;
+      changes.add(a);
+      this.queuedEpoch = a.persisted.epoch;
+      this.queuedPrimary = a.persisted.primary;
+    }
+    this.persisting += changes.size;
     let viewChanged = false;
     const work = async (): Promise<void> => {
       for (const a of actions) {
         switch (a.type) {
           case 'persist': {
-            const change = a.persisted.epoch !== this.persistedEpoch || a.persisted.primary !== this.persistedPrimary;
             await e.persist(this.name, a.persisted);
-            this.persistedEpoch = a.persisted.epoch;
-            this.persistedPrimary = a.persisted.primary;
-            if (change) this.persisting--;
+            if (changes.has(a)) this.persisting--;
             viewChanged = true;
             break;
           }
