@@ -5,9 +5,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { installRoot as repoRoot } from '../common/install-root.ts';
 
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export { repoRoot };
 const agentBin = path.join(repoRoot, 'bin', 'metro-agent.cjs');
 const witnessBin = path.join(repoRoot, 'bin', 'metro-witness.js');
 

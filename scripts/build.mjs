@@ -8,11 +8,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
-import { manifestPath } from '../bin/bundle.mjs';
+import { distDir, manifestPath } from '../bin/bundle.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const outAt = process.argv.indexOf('--out');
-const outDir = outAt > 0 ? path.resolve(process.argv[outAt + 1]) : path.join(root, 'dist');
+const outDir = outAt > 0 ? path.resolve(process.argv[outAt + 1]) : distDir;
 const commands = { metroctl: 'cli/main.ts', 'metro-witness': 'site-witness/main.ts', 'metro-agent': 'node-agent/main.ts' };
 
 function writeWhole(file, contents) {

@@ -4,15 +4,13 @@ import test from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { spawn } from 'node:child_process';
 import { run } from './harness/tools.ts';
-import { makeTopology } from './harness/cluster.ts';
+import { makeTopology, repoRoot } from './harness/cluster.ts';
+import { VERSION } from '../common/version.ts';
 // @ts-expect-error: plain ES module of bin/, no type declarations
 import { freshBundle } from '../bin/bundle.mjs';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const version = (JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
 type Fresh = { file?: string; stale?: string };
 const fresh = freshBundle as (dir: string, name: string) => Fresh;
 
@@ -62,7 +60,7 @@ test('the built bundles run without the TypeScript sources loader and answer as 
   // Plain node cannot load a .ts file: these run only if the bundle holds all of our code.
   const v = await run(process.execPath, [path.join(out, 'metroctl.js'), '--version'], { timeoutMs: 60_000 });
   t.is(v.code, 0, v.stderr);
-  t.is(v.stdout.trim(), version);
+  t.is(v.stdout.trim(), VERSION);
   const help = await run(process.execPath, [path.join(out, 'metroctl.js'), 'topology', 'validate', '--help'], { timeoutMs: 60_000 });
   t.is(help.code, 0, help.stderr);
   t.regex(help.stdout, /Usage: metroctl topology validate/);

@@ -5,12 +5,13 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { loadTopology } from '../../common/topology/index.ts';
 import { call, dial } from '../../common/grpc-client.ts';
 import { removeClusterDir } from './secrets.ts';
 import { loadGrpcSecurity, type ClientFiles, type GrpcSecurity } from '../../common/tls/grpc-security.ts';
 import type { Identity } from '../../common/tls/identity.ts';
+import { installRoot } from '../../common/install-root.ts';
+import { metroctlBin } from '../../common/ops/cluster-ops.ts';
 
 /**
  * The gRPC security a test client uses to speak as `who` to the daemons of a topology: an agent
@@ -25,8 +26,7 @@ export async function securityFor(file: string, who: { agent: string } | 'witnes
   return loadGrpcSecurity(t, self, given);
 }
 
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const metroctlBin = path.join(repoRoot, 'bin', 'metroctl.js');
+export { installRoot as repoRoot, metroctlBin };
 
 let counter = 0;
 let octet: Promise<number> | undefined;
