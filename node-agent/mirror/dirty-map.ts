@@ -6,6 +6,7 @@
 //
 // Invariant (checked by the tests): every dirty region is dirty on disk or inside a persisted AL
 // extent. Cleared bits reach the disk lazily (an extra dirty bit on disk only costs an extra resync).
+import Denque from 'denque';
 import { assert } from '../../common/assert.ts';
 import { RegionBitmap, fitBitmap } from './region-bitmap.ts';
 
@@ -91,7 +92,8 @@ export class DirtyMap {
   /** Tracked writes (and resync entries) per region not yet finished. */
   private readonly tracked = new Map<number, number>();
   private readonly writes = new Map<number, WriteRecord>();
-  private readonly pending: Pending[] = [];
+  /** Entries sent and not yet durable at the peer, in sequence order (thousands while the peer's page cache fills). */
+  private readonly pending = new Denque<Pending>();
   private nextTicket = 1;
   /** Persisted AL extents -> last use (for least-recently-used eviction). */
   private readonly al = new Map<number, number>();
@@ -195,7 +197,7 @@ export class DirtyMap {
 
   /** The peer's durable sequence: finished writes clean their regions; resynced regions clean. */
   peerDurable(durableSeq: number): void {
-    while (this.pending.length > 0 && this.pending[0].seq <= durableSeq) {
+    for (let head = this.pending.peekFront(); head !== undefined && head.seq <= durableSeq; head = this.pending.peekFront()) {
       const p = this.pending.shift()!;
       if (p.resyncRegion !== undefined) {
         this.stuck.clear(p.resyncRegion);
@@ -213,7 +215,8 @@ export class DirtyMap {
    * region with a pending entry waits for a resync.
    */
   peerLost(): void {
-    const pend = this.pending.splice(0);
+    const pend = this.pending.toArray();
+    this.pending.clear();
     for (const p of pend) {
       if (p.resyncRegion !== undefined) {
         this.untrack(p.resyncRegion);
@@ -263,14 +266,16 @@ export class DirtyMap {
     this.inflight = undefined;
     for (const e of txn.alAdd) this.al.set(e, ++this.useClock);
     const released: number[] = [];
-    for (let i = 0; i < this.waiting.length; ) {
-      const w = this.writes.get(this.waiting[i])!;
+    let kept = 0;
+    // One pass, order kept: a splice per released write cost time in the square of the writes waiting.
+    for (const ticket of this.waiting) {
+      const w = this.writes.get(ticket)!;
       if (this.ready(w)) {
         w.issued = true;
-        released.push(this.waiting[i]);
-        this.waiting.splice(i, 1);
-      } else i++;
+        released.push(ticket);
+      } else this.waiting[kept++] = ticket;
     }
+    this.waiting.length = kept;
     return released;
   }
 
@@ -376,7 +381,7 @@ export class DirtyMap {
   }
 
   private pushPending(p: Pending): void {
-    const last = this.pending[this.pending.length - 1];
+    const last = this.pending.peekBack();
     assert(last === undefined || p.seq > last.seq, `sequence ${p.seq} after ${last?.seq}: entries must be recorded in order`);
     this.pending.push(p);
   }
