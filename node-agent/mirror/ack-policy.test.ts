@@ -260,3 +260,22 @@ test('adaptive with the default window: two stalled heartbeats among 40 do not l
   const switched = s.log.find((l) => l.out.kind === 'mode-changed' && l.out.to === 'async');
   t.true(switched !== undefined && switched.atMs - 5000 <= 1000, `switched ${switched ? switched.atMs - 5000 : '-'} ms after the link degraded`);
 });
+
+test('the RTT percentile follows the window: each new window is read afresh, whatever percentile its config asks', (t) => {
+  // The percentile of a window is kept once computed (windows are never changed in place); a state
+  // with another window or another percentile must not read a kept value.
+  const story = new Story();
+  story.at(0).peerUp();
+  for (const [i, rtt] of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10].entries()) story.at(10 * (i + 1)).rtt(rtt);
+  t.is(rttPercentileMs(story.state), 9, 'p90 of 1..10');
+  const median = { ...story.state, config: { ...story.state.config, rttPercentile: 0.5 } };
+  t.is(median.samples, story.state.samples, 'the same window');
+  t.is(rttPercentileMs(median), 5, 'p50 of the same window');
+  t.is(rttPercentileMs(story.state), 9, 'p90 again');
+  story.at(200).rtt(50);
+  t.is(rttPercentileMs(story.state), 10, 'a new sample: p90 of 1..10 and 50');
+  story.at(1095).tick();
+  t.is(rttPercentileMs(story.state), 50, 'the first samples left the 1000 ms window: 10 and 50 remain');
+  story.at(1095).tick(70);
+  t.is(rttPercentileMs(story.state), 70, 'raised to an unanswered heartbeat');
+});

@@ -152,9 +152,26 @@ function completesLocally(s: AckPolicyState): boolean {
 
 /** The measured RTT percentile over the window, raised to an unanswered heartbeat's age. */
 export function rttPercentileMs(s: AckPolicyState): number {
-  const values = s.samples.map((x) => x.rttMs).sort((a, b) => a - b);
-  const p = values.length === 0 ? 0 : values[Math.max(0, Math.ceil(s.config.rttPercentile * values.length) - 1)];
-  return Math.max(p, s.heartbeatOutstandingMs);
+  return Math.max(samplesPercentileMs(s.samples, s.config.rttPercentile), s.heartbeatOutstandingMs);
+}
+
+/**
+ * Percentile of a window's samples, computed once per window: sample arrays are never changed in
+ * place (a step makes a new one), and a group's policy reads the same one several times per step,
+ * about 60 steps a second, mostly ticks that leave the window as it was.
+ */
+const percentiles = new WeakMap<ReadonlyArray<{ rttMs: number }>, { percentile: number; ms: number }>();
+
+function samplesPercentileMs(samples: ReadonlyArray<{ rttMs: number }>, percentile: number): number {
+  if (samples.length === 0) return 0;
+  const known = percentiles.get(samples);
+  if (known !== undefined && known.percentile === percentile) return known.ms;
+  const values = new Float64Array(samples.length);
+  for (let i = 0; i < samples.length; i++) values[i] = samples[i].rttMs;
+  values.sort();
+  const ms = values[Math.max(0, Math.ceil(percentile * values.length) - 1)];
+  percentiles.set(samples, { percentile, ms });
+  return ms;
 }
 
 export function stepAckPolicy(state: AckPolicyState, input: AckPolicyInput): AckStep {

@@ -782,6 +782,12 @@ export class MirrorSession {
     this.step({ kind: 'peer-down', nowMs: this.now() });
   }
 
+  /** What the group's role needs ten times a second: the few fields of status() it reads, without building the rest. */
+  roleReport(): { peer: AckPolicyState['peer']; secondary: AckPolicyState['secondary']; mode: AckPolicyState['mode']; lagMs: number } {
+    const p = this.policy;
+    return { peer: p.peer, secondary: p.secondary, mode: p.mode, lagMs: this.window.lag(this.now()).lagMs };
+  }
+
   status() {
     const resync = this.resync?.progress() ?? this.lastResync;
     // The lag now, not as of the policy's last tick (up to a heartbeat old): a drill reads the

@@ -114,7 +114,7 @@ export class GroupDataPath {
   reportMirror(): void {
     const m = this.mode;
     if (m.kind !== 'primary' || !m.session) return;
-    const st = m.session.status();
+    const st = m.session.roleReport();
     if (st.peer === 'up' && st.secondary === 'up-to-date') this.ctx.runtime.mirror(this.name, true, null);
     else if (st.peer === 'down' || st.secondary === 'outdated') this.ctx.runtime.mirror(this.name, false, st.mode === 'async' ? Math.round(st.lagMs) : null);
   }
