@@ -5,11 +5,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { installRoot as repoRoot } from '../common/install-root.ts';
+import { installRoot } from '../common/install-root.ts';
 
-export { repoRoot };
-const agentBin = path.join(repoRoot, 'bin', 'metro-agent.cjs');
-const witnessBin = path.join(repoRoot, 'bin', 'metro-witness.js');
+const agentBin = path.join(installRoot, 'bin', 'metro-agent.cjs');
+const witnessBin = path.join(installRoot, 'bin', 'metro-witness.js');
 
 export interface AgentTarget {
   readonly pid: number;

@@ -10,7 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import Table from 'cli-table3';
-import { repoRoot, startAgent, startMirroredPair, type AgentTarget, type MirroredPair } from './agent-target.ts';
+import { startAgent, startMirroredPair, type AgentTarget, type MirroredPair } from './agent-target.ts';
+import { installRoot } from '../common/install-root.ts';
 import { checkPrerequisites } from './prerequisites.ts';
 import { cpuMs, peakRssBytes, threadCount } from './proc-stats.ts';
 import { benchCases, benchArgs, figureOf, mirrorCases, ratioOf, runQemuBench, spreadStepBytes, type BenchCase } from './qemu-bench.ts';
@@ -422,7 +423,7 @@ function report(r: ReportInput): { file: string; json: Record<string, unknown> }
   const ourLogin = r.runs.find((x) => x.ourLogin !== undefined)?.ourLogin;
   if (tgtParams !== undefined) out.write(`tgt declares (tgtadm; tgt 1.0.85 shows no per-session values): ${negotiatedKeys.filter((k) => k in tgtParams).map((k) => `${k}=${tgtParams[k]}`).join(' ')}\n`);
   if (ourLogin !== undefined) out.write(`ours negotiated with qemu-img (agent log): ${Object.entries(ourLogin).filter(([k]) => !['initiator', 'target', 'tsih', 'type'].includes(k)).map(([k, v]) => `${k}=${String(v)}`).join(' ')}\n`);
-  const resultsDir = path.join(repoRoot, 'bench-results');
+  const resultsDir = path.join(installRoot, 'bench-results');
   fs.mkdirSync(resultsDir, { recursive: true });
   const file = path.join(resultsDir, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   const json = {

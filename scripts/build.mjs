@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Compiles metroctl, metro-witness and metro-agent ahead of time: one ES module each in dist/ (npm packages stay
-// external, imported from node_modules as before), a linked source map, and a manifest of the
-// source files each was made of, by which bin/bundle.mjs tells whether the bundle is still current.
+// Compiles metroctl, metro-witness and metro-agent ahead of time: one ES module each in dist/ (npm
+// packages stay external, imported from node_modules as before), a linked source map, and a
+// manifest of the source files each was made of and of when the build began reading them, by which
+// bin/bundle.mjs tells whether the bundle is still current.
 // Files are written beside their final name and renamed, so a command starting meanwhile reads a
 // whole bundle. Usage: node scripts/build.mjs [--out DIR] (default dist/).
 import fs from 'node:fs';

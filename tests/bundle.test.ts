@@ -1,5 +1,6 @@
-// metroctl, metro-witness and metro-agent run from bundles compiled ahead of time (scripts/build.mjs), and from
-// the TypeScript sources whenever a bundle is older than any file it was made of (bin/bundle.mjs).
+// metroctl, metro-witness and metro-agent run from bundles compiled ahead of time (scripts/build.mjs),
+// and from the TypeScript sources whenever a file a bundle was made of changed since its build began
+// reading them, or is gone (bin/bundle.mjs).
 import test from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
