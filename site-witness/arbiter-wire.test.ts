@@ -3,14 +3,14 @@
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import { serviceOf } from '../common/proto.ts';
-import { replyFromWire, replyToWire, requestFromWire, requestToWire } from './arbiter-wire.ts';
+import { outcomeFromWire, outcomeToWire, replyFromWire, replyToWire, requestFromWire, requestToWire } from './arbiter-wire.ts';
 import type { WitnessAsk, WitnessReply, WitnessRequest } from './arbiter-messages.ts';
 
 const service = serviceOf('witness.proto', 'MetroWitness').service as grpc.ServiceDefinition;
 const arbitrate = service.Arbitrate;
 
-test('the witness service offers Health, RegisterGroup, Arbitrate and the topology methods', (t) => {
-  t.deepEqual(Object.keys(service).sort(), ['ApplyTopology', 'Arbitrate', 'GetTopology', 'Health', 'RegisterGroup']);
+test('the witness service offers Health, RegisterGroup, Arbitrate, ArbitrateBatch and the topology methods', (t) => {
+  t.deepEqual(Object.keys(service).sort(), ['ApplyTopology', 'Arbitrate', 'ArbitrateBatch', 'GetTopology', 'Health', 'RegisterGroup']);
 });
 
 test('arbitration requests round-trip through protobuf bytes', (t) => {
@@ -39,4 +39,17 @@ test('arbitration replies round-trip, granted and refused', (t) => {
     const bytes = arbitrate.responseSerialize(replyToWire(r));
     t.deepEqual(replyFromWire(arbitrate.responseDeserialize(bytes)), r);
   }
+});
+
+test('a batch of requests and its outcomes round-trip, a refused request and an empty reason included', (t) => {
+  const batch = service.ArbitrateBatch;
+  const req: WitnessRequest = { key: { cluster: 'demo', group: 'db' }, site: 'alpha', epoch: 3, seq: 2 ** 41, sentAtMs: 5, incarnation: 1, ask: { kind: 'lease' } };
+  const sent = batch.requestDeserialize(batch.requestSerialize({ requests: [requestToWire(req), requestToWire({ ...req, seq: 1 })] }));
+  t.deepEqual(sent.requests.map(requestFromWire), [req, { ...req, seq: 1 }]);
+  const reply: WitnessReply = { key: req.key, site: 'alpha', ask: 'lease', epoch: 3, seq: 2 ** 41, sentAtMs: 5, incarnation: 1, outcome: { granted: true, leaseMs: 2000 }, record: null };
+  const outcomes = [{ reply }, { invalid: 'epoch, seq, sent_at_ms and incarnation must be integers below 2^53' }];
+  const got = batch.responseDeserialize(batch.responseSerialize({ outcomes: outcomes.map(outcomeToWire) }));
+  t.deepEqual(got.outcomes.map(outcomeFromWire), outcomes);
+  // An outcome with neither (a witness that answered nothing for a request) is not taken for a reply.
+  t.deepEqual(outcomeFromWire(batch.responseDeserialize(batch.responseSerialize({ outcomes: [{}] })).outcomes[0]), { invalid: 'the witness gave no reply to this request' });
 });

@@ -5,6 +5,9 @@ import type { RecordView, RefusalReason, WitnessAsk, WitnessReply, WitnessReques
 
 type Wire = Record<string, any>;
 
+/** Requests in one ArbitrateBatch call at most (an agent has one at a time per group). */
+export const batchRequestsMax = 4096;
+
 const u64 = (n: number): string => String(Math.max(0, Math.floor(n)));
 const num = (s: unknown): number => Number(s ?? 0);
 
@@ -59,4 +62,13 @@ export function replyFromWire(w: Wire): WitnessReply {
     outcome: w.granted ? { granted: true, leaseMs: num(w.lease_ms) } : { granted: false, reason: w.refusal as RefusalReason, retryInMs: w.has_retry ? num(w.retry_in_ms) : null },
     record: rec,
   };
+}
+
+/** An ArbitrateBatch outcome: the reply, or the reason its request never reached the arbiter. */
+export function outcomeToWire(o: { reply: WitnessReply } | { invalid: string }): Wire {
+  return 'reply' in o ? { reply: replyToWire(o.reply) } : { invalid: o.invalid };
+}
+
+export function outcomeFromWire(w: Wire): { reply: WitnessReply } | { invalid: string } {
+  return w.reply ? { reply: replyFromWire(w.reply) } : { invalid: String(w.invalid || 'the witness gave no reply to this request') };
 }

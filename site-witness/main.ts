@@ -1,31 +1,27 @@
 // metro-witness: the arbiter of a topology, run in the third fire zone. Wires the pure arbiter to
 // its edges: per-group records in a lowdb file under the witness dataDir (persisted before any
-// reply), the monotonic clock, and the gRPC service (Health, RegisterGroup, Arbitrate).
+// reply), the monotonic clock, and the gRPC service (Health, RegisterGroup, Arbitrate, ArbitrateBatch).
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Command } from 'commander';
 import * as grpc from '@grpc/grpc-js';
-import { createLogger, type Logger } from '../common/log.ts';
+import { createLogger } from '../common/log.ts';
 import { LogLimiter } from '../common/log-limiter.ts';
 import { serviceOf } from '../common/proto.ts';
-import { refusalStatus } from '../common/grpc-validate.ts';
 import { startGrpcServer, shutdownGrpcServer } from '../common/grpc-server.ts';
 import { loadTopologyOrExit, announceReady, onStopSignal, runMain, EXIT_USAGE } from '../common/daemon.ts';
 import { VERSION } from '../common/version.ts';
 import { ensureAutoPki } from '../common/tls/pki.ts';
-import { callerIdentity, loadGrpcSecurity, useGrpcSecurity } from '../common/tls/grpc-security.ts';
-import { identityUri } from '../common/tls/identity.ts';
+import { loadGrpcSecurity, useGrpcSecurity } from '../common/tls/grpc-security.ts';
 import { openRecordStore } from './record-store.ts';
 import { WitnessService, InvalidWitnessRequest } from './witness-service.ts';
-import { requestFromWire, replyToWire } from './arbiter-wire.ts';
+import { answer, arbitrationHandlers, type Callback } from './arbitration-handlers.ts';
 import { reachService } from '../common/ops/reach-service.ts';
 import { openDrillStore } from './drills/drill-store.ts';
 import { DrillCoordinator, drillsService } from './drills/drills-service.ts';
 import type { Topology } from '../common/topology/index.ts';
 import type { GroupRegistration } from './arbiter.ts';
 import { witnessTopology, witnessTopologyService } from './topology-apply.ts';
-
-type Callback = (err: grpc.ServiceError | null, reply?: object) => void;
 
 function registrations(t: Topology): GroupRegistration[] {
   return t.groups.map((g) => ({
@@ -44,23 +40,6 @@ function checkKnownGroup(t: Topology, q: Record<string, any>): string | undefine
   const sites = t.sites.map((s) => s.name);
   if (!q.sites.every((s: unknown) => sites.includes(String(s)))) return `the sites of cluster ${t.name} are ${sites.join(' and ')}`;
   return undefined;
-}
-
-/** Maps a refused or failed call to a gRPC status with a reason; never crashes the witness. */
-function answer<T extends object>(cb: Callback, work: () => Promise<T>, log: Logger, refusals: LogLimiter, call: grpc.ServerUnaryCall<unknown, unknown>): void {
-  // A throw before the first await (a malformed message) is a refusal too, never a crash.
-  Promise.resolve().then(work).then(
-    (reply) => cb(null, reply),
-    (err: unknown) => {
-      const fail = (code: grpc.status, details: string): void => cb(refusalStatus(code, details));
-      if (err instanceof InvalidWitnessRequest) {
-        refusals.warn('witness call refused', { call: call.getPath(), peer: call.getPeer(), reason: err.message });
-        return fail(grpc.status.INVALID_ARGUMENT, err.message);
-      }
-      log.error('arbitration failed', { error: err instanceof Error ? err.message : String(err) });
-      fail(grpc.status.INTERNAL, 'the witness could not record the decision');
-    },
-  );
 }
 
 async function main(): Promise<void> {
@@ -107,7 +86,7 @@ async function main(): Promise<void> {
     log,
     services: [reachService(topology, 'witness'), drillsService(drills), {
       definition: Witness.service,
-      access: { Health: 'viewer', RegisterGroup: ['agent', 'admin'], Arbitrate: 'agent', GetTopology: 'viewer', ApplyTopology: 'admin' },
+      access: { Health: 'viewer', RegisterGroup: ['agent', 'admin'], Arbitrate: 'agent', ArbitrateBatch: 'agent', GetTopology: 'viewer', ApplyTopology: 'admin' },
       implementation: {
         Health: (_call: unknown, cb: (err: null, reply: object) => void) => cb(null, {
           role: 'witness', cluster: topology.name, site: '', version: VERSION,
@@ -128,16 +107,7 @@ async function main(): Promise<void> {
           return { accepted: r.accepted, refusal: r.refusal ?? 'REFUSAL_NONE' };
         }, log, refusals, call),
         ...witnessTopologyService({ store, cluster: topology.name, register: registerAll, log }),
-        Arbitrate: (call: grpc.ServerUnaryCall<Record<string, any>, object>, cb: Callback) => {
-          // An agent speaks for its own site only (the role table let any topology agent in).
-          const caller = callerIdentity(call);
-          if (caller?.kind === 'agent' && String(call.request.site) !== caller.site) {
-            const details = `permission denied: agent ${caller.site} may not arbitrate for site ${String(call.request.site)}`;
-            refusals.warn('call refused', { method: 'Arbitrate', caller: identityUri(caller), peer: call.getPeer(), reason: details });
-            return cb(refusalStatus(grpc.status.PERMISSION_DENIED, details));
-          }
-          answer(cb, async () => replyToWire(await service.arbitrate(requestFromWire(call.request))), log, refusals, call);
-        },
+        ...arbitrationHandlers(service, log, refusals),
       },
     }],
   });

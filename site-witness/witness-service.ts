@@ -12,6 +12,9 @@ export class InvalidWitnessRequest extends Error {
   override name = 'InvalidWitnessRequest';
 }
 
+/** A request of a batch: its reply, or why it never reached the arbiter. */
+export type BatchOutcome = { reply: WitnessReply } | { invalid: string };
+
 const safe = (n: number): boolean => safeU64(n) !== undefined;
 /** A lease longer than this would let a silent primary block failover for too long to be meant. */
 export const leaseMsMax = 3_600_000;
@@ -59,12 +62,36 @@ export class WitnessService {
 
   arbitrate(r: WitnessRequest): Promise<WitnessReply> {
     checkRequest(r);
+    return this.serial(() => this.step(r));
+  }
+
+  /** One request through the arbiter, its persists written; inside serial() only. */
+  private async step(r: WitnessRequest): Promise<WitnessReply> {
+    const step = arbiterStep(this.state, { type: 'request', nowMs: this.now(), request: r });
+    await this.apply(step.state, step.actions);
+    const reply = step.actions.find((a): a is Extract<ArbiterAction, { type: 'reply' }> => a.type === 'reply');
+    if (!reply) throw new Error('the arbiter answered a request without a reply');
+    return reply.reply;
+  }
+
+  /**
+   * Several requests stepped in order in one turn of the queue, each as arbitrate() would; a
+   * request that fails validation is answered with its reason and does not reach the arbiter.
+   */
+  arbitrateBatch(rs: readonly WitnessRequest[]): Promise<BatchOutcome[]> {
+    const checked = rs.map((r): WitnessRequest | { invalid: string } => {
+      try {
+        checkRequest(r);
+        return r;
+      } catch (err) {
+        if (err instanceof InvalidWitnessRequest) return { invalid: err.message };
+        throw err;
+      }
+    });
     return this.serial(async () => {
-      const step = arbiterStep(this.state, { type: 'request', nowMs: this.now(), request: r });
-      await this.apply(step.state, step.actions);
-      const reply = step.actions.find((a): a is Extract<ArbiterAction, { type: 'reply' }> => a.type === 'reply');
-      if (!reply) throw new Error('the arbiter answered a request without a reply');
-      return reply.reply;
+      const out: BatchOutcome[] = [];
+      for (const r of checked) out.push('invalid' in r ? r : { reply: await this.step(r) });
+      return out;
     });
   }
 

@@ -159,6 +159,7 @@ test.serial('seeded gRPC fuzzing: every hostile message refused with a reason, d
   const methods = [
     [alphaAgent, '/metrocluster.v1.MetroAgent/Health'], [alphaAgent, '/metrocluster.v1.MetroAgent/Status'],
     [witness, '/metrocluster.v1.MetroWitness/RegisterGroup'], [witness, '/metrocluster.v1.MetroWitness/Arbitrate'],
+    [witness, '/metrocluster.v1.MetroWitness/ArbitrateBatch'],
   ] as const;
   for (let i = 0; i < 40; i++) {
     const [client, method] = methods[i % methods.length];

@@ -192,6 +192,8 @@ test.serial('roles: a viewer reads status but may not run a drill, arbitrate or 
   const arb = await unary(clientFrom('witness.proto', 'MetroWitness', witnessEndpoint(), pair('admin-local')), 'Arbitrate',
     { key: { cluster: cluster.name, group: 'db' }, site: 'alpha', epoch: '1', seq: '1', sent_at_ms: '1', incarnation: '1', lease: {} });
   t.is(arb.err?.code, grpc.status.PERMISSION_DENIED, 'arbitration is for agents only, not admins');
+  const arbBatch = await unary(clientFrom('witness.proto', 'MetroWitness', witnessEndpoint(), pair('admin-local')), 'ArbitrateBatch', { requests: [] });
+  t.is(arbBatch.err?.code, grpc.status.PERMISSION_DENIED, 'batched arbitration is for agents only, not admins');
 
   // Operator commands need an admin: a drill run with the peer agent's or a viewer's certificate is
   // refused before the drill is even looked up; the viewer may list the drills.
@@ -234,6 +236,11 @@ test.serial('roles: a viewer reads status but may not run a drill, arbitrate or 
     { key: { cluster: cluster.name, group: 'db' }, site: 'beta', epoch: '1', seq: '1', sent_at_ms: '1', incarnation: '1', lease: {} });
   t.is(forBeta.err?.code, grpc.status.PERMISSION_DENIED);
   t.regex(forBeta.err?.details ?? '', /agent alpha may not arbitrate for site beta/);
+  const batch = (site: string) => ({ key: { cluster: cluster.name, group: 'db' }, site, epoch: '1', seq: '1', sent_at_ms: '1', incarnation: '1', lease: {} });
+  const batchForBeta = await unary(clientFrom('witness.proto', 'MetroWitness', witnessEndpoint(), pair('agent-alpha')), 'ArbitrateBatch',
+    { requests: [batch('alpha'), batch('beta')] });
+  t.is(batchForBeta.err?.code, grpc.status.PERMISSION_DENIED, 'one request for another site refuses the whole batch');
+  t.regex(batchForBeta.err?.details ?? '', /agent alpha may not arbitrate for site beta/);
 
   // Mirror streams into alpha come from beta's agent only: neither an admin nor alpha itself.
   for (const who of ['admin-local', 'agent-alpha', 'viewer-auditor']) {
