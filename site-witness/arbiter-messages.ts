@@ -92,6 +92,9 @@ export interface WitnessReply {
   readonly record: RecordView | null;
 }
 
+/** A request of an ArbitrateBatch call: its reply, or why it never reached the arbiter. */
+export type BatchOutcome = { readonly reply: WitnessReply } | { readonly invalid: string };
+
 export function groupKeyString(k: GroupKey): string {
   return `${k.cluster}/${k.group}`;
 }

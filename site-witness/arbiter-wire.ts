@@ -1,7 +1,7 @@
 // Mapping between the arbitration messages (arbiter-messages.ts) and protos/witness.proto as
 // proto-loader decodes it (keepCase, longs as strings, enums as strings, oneofs named). Pure; the
 // gRPC client and server call these at the edge and nowhere else.
-import type { RecordView, RefusalReason, WitnessAsk, WitnessReply, WitnessRequest } from './arbiter-messages.ts';
+import type { BatchOutcome, RecordView, RefusalReason, WitnessAsk, WitnessReply, WitnessRequest } from './arbiter-messages.ts';
 
 type Wire = Record<string, any>;
 
@@ -65,10 +65,10 @@ export function replyFromWire(w: Wire): WitnessReply {
 }
 
 /** An ArbitrateBatch outcome: the reply, or the reason its request never reached the arbiter. */
-export function outcomeToWire(o: { reply: WitnessReply } | { invalid: string }): Wire {
+export function outcomeToWire(o: BatchOutcome): Wire {
   return 'reply' in o ? { reply: replyToWire(o.reply) } : { invalid: o.invalid };
 }
 
-export function outcomeFromWire(w: Wire): { reply: WitnessReply } | { invalid: string } {
+export function outcomeFromWire(w: Wire): BatchOutcome {
   return w.reply ? { reply: replyFromWire(w.reply) } : { invalid: String(w.invalid || 'the witness gave no reply to this request') };
 }

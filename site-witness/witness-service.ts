@@ -4,16 +4,13 @@
 import type { Logger } from '../common/log.ts';
 import { nameBytesMax, safeU64 } from '../common/grpc-validate.ts';
 import { arbiterStep, restoreArbiter, type ArbiterAction, type ArbiterState, type DurableRecord, type GroupRegistration } from './arbiter.ts';
-import type { WitnessReply, WitnessRequest } from './arbiter-messages.ts';
+import type { BatchOutcome, WitnessReply, WitnessRequest } from './arbiter-messages.ts';
 import type { RecordStore } from './record-store.ts';
 
 /** A request that never reaches the arbiter, with the reason for the caller. */
 export class InvalidWitnessRequest extends Error {
   override name = 'InvalidWitnessRequest';
 }
-
-/** A request of a batch: its reply, or why it never reached the arbiter. */
-export type BatchOutcome = { reply: WitnessReply } | { invalid: string };
 
 const safe = (n: number): boolean => safeU64(n) !== undefined;
 /** A lease longer than this would let a silent primary block failover for too long to be meant. */

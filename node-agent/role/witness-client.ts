@@ -1,8 +1,8 @@
 // The agent's WitnessClient edge: RegisterGroup and arbitration on metro-witness over gRPC, dialled
 // through common/grpc-client.ts. Never throws: an unanswered request is simply lost (the role
 // machine repeats what it still needs), and the reply is handed to the caller as a value. The
-// requests of one turn of the event loop (every group's lease renewal of a role tick) travel in
-// one ArbitrateBatch call: one call per tick instead of one per group, for the agent and the witness.
+// requests of one turn of the event loop (the lease renewals and polls of the groups that fall due
+// in the same role tick) travel in one ArbitrateBatch call rather than one call each.
 import * as grpc from '@grpc/grpc-js';
 import { dial, call } from '../../common/grpc-client.ts';
 import type { Identity } from '../../common/tls/identity.ts';
