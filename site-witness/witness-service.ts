@@ -16,13 +16,15 @@ const safe = (n: number): boolean => safeU64(n) !== undefined;
 /** A lease longer than this would let a silent primary block failover for too long to be meant. */
 export const leaseMsMax = 3_600_000;
 
-function checkRequest(r: WitnessRequest): void {
+/** Why a request may not reach the arbiter, or undefined when it may. */
+function requestProblem(r: WitnessRequest): string | undefined {
   const names = [r.key.cluster, r.key.group, r.site];
-  if (names.some((s) => s.length === 0 || s.length > nameBytesMax)) throw new InvalidWitnessRequest(`cluster, group and site must be names of 1 to ${nameBytesMax} characters`);
-  if (![r.epoch, r.seq, r.sentAtMs, r.incarnation].every(safe)) throw new InvalidWitnessRequest('epoch, seq, sent_at_ms and incarnation must be integers below 2^53');
-  if (r.ask.kind === 'handover' && (r.ask.to.length === 0 || r.ask.to.length > nameBytesMax)) throw new InvalidWitnessRequest('handover needs a site to hand over to');
-  if (r.ask.kind === 'epoch-report' && (r.ask.primary.length === 0 || r.ask.primary.length > nameBytesMax)) throw new InvalidWitnessRequest('an epoch report names the primary of its epoch');
-  if (r.ask.kind === 'secondary-status' && r.ask.lagMs !== null && !safe(r.ask.lagMs)) throw new InvalidWitnessRequest('lag_ms must be an integer below 2^53');
+  if (names.some((s) => s.length === 0 || s.length > nameBytesMax)) return `cluster, group and site must be names of 1 to ${nameBytesMax} characters`;
+  if (![r.epoch, r.seq, r.sentAtMs, r.incarnation].every(safe)) return 'epoch, seq, sent_at_ms and incarnation must be integers below 2^53';
+  if (r.ask.kind === 'handover' && (r.ask.to.length === 0 || r.ask.to.length > nameBytesMax)) return 'handover needs a site to hand over to';
+  if (r.ask.kind === 'epoch-report' && (r.ask.primary.length === 0 || r.ask.primary.length > nameBytesMax)) return 'an epoch report names the primary of its epoch';
+  if (r.ask.kind === 'secondary-status' && r.ask.lagMs !== null && !safe(r.ask.lagMs)) return 'lag_ms must be an integer below 2^53';
+  return undefined;
 }
 
 function checkRegistration(g: GroupRegistration): void {
@@ -58,7 +60,8 @@ export class WitnessService {
   }
 
   arbitrate(r: WitnessRequest): Promise<WitnessReply> {
-    checkRequest(r);
+    const problem = requestProblem(r);
+    if (problem !== undefined) throw new InvalidWitnessRequest(problem);
     return this.serial(() => this.step(r));
   }
 
@@ -77,13 +80,8 @@ export class WitnessService {
    */
   arbitrateBatch(rs: readonly WitnessRequest[]): Promise<BatchOutcome[]> {
     const checked = rs.map((r): WitnessRequest | { invalid: string } => {
-      try {
-        checkRequest(r);
-        return r;
-      } catch (err) {
-        if (err instanceof InvalidWitnessRequest) return { invalid: err.message };
-        throw err;
-      }
+      const problem = requestProblem(r);
+      return problem === undefined ? r : { invalid: problem };
     });
     return this.serial(async () => {
       const out: BatchOutcome[] = [];

@@ -197,8 +197,8 @@ export class DirtyMap {
 
   /** The peer's durable sequence: finished writes clean their regions; resynced regions clean. */
   peerDurable(durableSeq: number): void {
-    for (let head = this.pending.peekFront(); head !== undefined && head.seq <= durableSeq; head = this.pending.peekFront()) {
-      const p = this.pending.shift()!;
+    for (let p = this.pending.peekFront(); p !== undefined && p.seq <= durableSeq; p = this.pending.peekFront()) {
+      this.pending.shift();
       if (p.resyncRegion !== undefined) {
         this.stuck.clear(p.resyncRegion);
         this.untrack(p.resyncRegion);
