@@ -56,7 +56,8 @@ export class AgentError extends Error {
   override name = 'AgentError';
 }
 
-function topology(hosts: AgentOptions['hosts'], volumeBytes: number, ack?: 'sync'): string {
+/** The bench's topology: sites alpha (primary) and beta, one group of one volume, on the given hosts. */
+export function benchTopology(hosts: AgentOptions['hosts'], volumeBytes: number, ack?: 'sync'): string {
   return `apiVersion: metrocluster/v1
 kind: MetroCluster
 metadata: { name: ${cluster} }
@@ -93,7 +94,7 @@ function logLines(logFile: string, message: string): Array<Record<string, unknow
 export async function startAgent(opts: AgentOptions): Promise<AgentTarget> {
   fs.mkdirSync(opts.dir, { recursive: true });
   const topologyFile = path.join(opts.dir, 'topology.yaml');
-  fs.writeFileSync(topologyFile, topology(opts.hosts, opts.volumeBytes));
+  fs.writeFileSync(topologyFile, benchTopology(opts.hosts, opts.volumeBytes));
   // The witness grants the group's primary its lease: without it the site does not serve.
   const witness = await spawnAgent({ ...opts, nodeArgs: [], site: 'witness', topologyFile });
   try {
@@ -109,7 +110,7 @@ export async function startAgent(opts: AgentOptions): Promise<AgentTarget> {
 export async function startMirroredPair(opts: AgentOptions): Promise<MirroredPair> {
   fs.mkdirSync(opts.dir, { recursive: true });
   const topologyFile = path.join(opts.dir, 'topology.yaml');
-  fs.writeFileSync(topologyFile, topology(opts.hosts, opts.volumeBytes, 'sync'));
+  fs.writeFileSync(topologyFile, benchTopology(opts.hosts, opts.volumeBytes, 'sync'));
   const env = { ...opts.env, METRO_MIRROR: '1' };
   const started = await Promise.allSettled([
     spawnAgent({ ...opts, env, site: 'alpha', topologyFile }),

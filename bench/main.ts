@@ -3,6 +3,8 @@
 // mirrored in sync mode (a second pair of agents) against the same group unmirrored. Each comparison
 // runs with only its own targets started (fresh volume files), so no idle daemon shares the CPUs. Prints medians
 // and the ratio per case with CPU per I/O and peak RSS, and saves the run as JSON in bench-results/.
+// With the mirrored QD32 case, also the mirror's transport floor (mirror-floor.ts) and the highest
+// mirrored/unmirrored ratio it leaves this machine.
 // Then the failover figures (failover-bench.ts): SIGKILL to the first write at the survivor, and the
 // I/O pause of a switchover, medians over the same number of rounds.
 import fs from 'node:fs';
@@ -14,8 +16,10 @@ import { startAgent, startMirroredPair, type AgentTarget, type MirroredPair } fr
 import { installRoot } from '../common/install-root.ts';
 import { checkPrerequisites } from './prerequisites.ts';
 import { cpuMs, peakRssBytes, threadCount } from './proc-stats.ts';
+import { mirrorWindowDefaults } from '../node-agent/mirror/mirror-window.ts';
 import { benchCases, benchArgs, figureOf, mirrorCases, ratioOf, runQemuBench, spreadStepBytes, type BenchCase } from './qemu-bench.ts';
 import { startTgt, type TgtTarget } from './tgt-target.ts';
+import { runMirrorFloor, type FloorFigures } from './mirror-floor.ts';
 import { failoverGoalMs, failoverLeaseMs, failoverLoad, runFailoverBench, switchoverPauseGoalMs, type FailoverFigures } from './failover-bench.ts';
 
 /** ours: one agent, mirroring off; mirrored: site alpha's agent mirroring to beta's in sync mode. */
@@ -202,7 +206,10 @@ async function main(): Promise<void> {
       runs.push(await measurePlan(plan, targets, opts, samples, aborter.signal));
       if (i < plans.length - 1) process.stdout.write('\n');
     }
-    saved = report({ opts, plans, samples, runs });
+    const floor = plans.some((p) => p.comparison.id === 'mirror' && p.targets.length === 2 && p.cases.some((c) => c.id === floorCaseId))
+      ? await measureFloor(opts, path.join(dir, 'floor'), host, aborter.signal)
+      : [];
+    saved = report({ opts, plans, samples, runs, floor });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
     if (!withFailover || saved === undefined) {
@@ -220,6 +227,25 @@ async function main(): Promise<void> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+/** The mirror case the transport floor bounds: its depth over the window's batches in flight is the floor's batch. */
+const floorCaseId = 'mirror-randwrite-4k-qd32';
+const floorSeconds = 5;
+
+/** The mirror's transport floor (mirror-floor.ts), as many runs as each case, with no target running. */
+async function measureFloor(opts: Options, dir: string, host: (n: number) => string, signal: AbortSignal): Promise<FloorFigures[]> {
+  const c = mirrorCases.find((x) => x.id === floorCaseId)!;
+  const batchEntries = Math.max(1, Math.round(c.depth / mirrorWindowDefaults.inflightBatchesMax));
+  process.stdout.write(`\nmirror floor: ${opts.repeat} run(s) of the mirror's wire alone (bench/mirror-floor.ts), ${batchEntries}-write batches...\n`);
+  const figures: FloorFigures[] = [];
+  for (let r = 0; r < opts.repeat; r++) {
+    if (signal.aborted) throw new Error('interrupted');
+    const f = await runMirrorFloor({ dir: path.join(dir, String(r)), hosts: [host(8), host(9), host(10)], batchEntries, seconds: opts.quick ? 2 : floorSeconds, signal });
+    process.stdout.write(`  [${r + 1}/${opts.repeat}] ${Math.round(f.writesPerSec)} writes/s, CPU per write: primary ${f.primaryCpuUsPerWrite.toFixed(1)} us, secondary ${f.secondaryCpuUsPerWrite.toFixed(1)} us\n`);
+    figures.push(f);
+  }
+  return figures;
 }
 
 /** What measuring one comparison left for the report. */
@@ -348,6 +374,34 @@ interface ReportInput {
   plans: readonly Plan[];
   samples: Map<string, Sample[]>;
   runs: readonly PlanRun[];
+  floor: readonly FloorFigures[];
+}
+
+/**
+ * The most the mirrored QD32 case could reach here if the agents spent nothing on mirroring beyond
+ * the floor: the unmirrored run's CPU per write (client and agent) plus the floor's (both sides),
+ * with every CPU of the machine busy, over the unmirrored figure. An upper bound: the unmirrored
+ * run itself leaves CPUs idle.
+ */
+function floorCeiling(floor: readonly FloorFigures[], rows: ReadonlyArray<Record<string, unknown>>): Record<string, number> | undefined {
+  const row = rows.find((x) => x.id === floorCaseId);
+  const unmirroredIops = row?.referenceMedian as number | undefined;
+  const unmirroredAllCpu = row?.referenceAllCpuUsPerIoMedian as number | undefined;
+  const unmirroredBusyPct = row?.referenceMachineBusyPctMedian as number | undefined;
+  if (floor.length === 0 || unmirroredIops === undefined || unmirroredAllCpu === undefined) return undefined;
+  const primary = median(floor.map((f) => f.primaryCpuUsPerWrite));
+  const secondary = median(floor.map((f) => f.secondaryCpuUsPerWrite));
+  const perWrite = unmirroredAllCpu + primary + secondary;
+  const ceilingIops = (os.cpus().length * 1e6) / perWrite;
+  return {
+    batchEntries: floor[0].batchEntries, batchesInFlight: floor[0].batchesInFlight, writesPerSecMedian: median(floor.map((f) => f.writesPerSec)),
+    primaryCpuUsPerWriteMedian: primary, secondaryCpuUsPerWriteMedian: secondary,
+    unmirroredAllCpuUsPerIo: unmirroredAllCpu, unmirroredIops, ceilingIops, ceilingRatio: ceilingIops / unmirroredIops,
+    ...(unmirroredBusyPct === undefined ? {} : {
+      unmirroredBusyPct, ceilingIopsAtUnmirroredBusy: (ceilingIops * unmirroredBusyPct) / 100,
+      ceilingRatioAtUnmirroredBusy: (ceilingIops * unmirroredBusyPct) / 100 / unmirroredIops,
+    }),
+  };
 }
 
 function report(r: ReportInput): { file: string; json: Record<string, unknown> } {
@@ -412,6 +466,19 @@ function report(r: ReportInput): { file: string; json: Record<string, unknown> }
   }
   out.write(`machine: ${os.cpus().length} CPUs\n`);
   for (const line of durability) out.write(line + '\n');
+  const ceiling = floorCeiling(r.floor, rows);
+  const n0 = (x: number) => Math.round(x).toLocaleString('en-US');
+  if (ceiling !== undefined) {
+    out.write(`mirror floor (bench/mirror-floor.ts, medians of ${r.floor.length}): the mirror's wire alone between two processes (mutual TLS, protos/mirror.proto,\n`);
+    out.write(`  ${ceiling.batchEntries}-write batches, ${ceiling.batchesInFlight} in flight; the secondary checks CRC32C, pwrites, acks each batch; no iSCSI, dirty map or policy):\n`);
+    out.write(`  ${Math.round(ceiling.writesPerSecMedian).toLocaleString('en-US')} writes/s, CPU per write: primary ${ceiling.primaryCpuUsPerWriteMedian.toFixed(1)} us, secondary ${ceiling.secondaryCpuUsPerWriteMedian.toFixed(1)} us.\n`);
+    out.write(`  Highest mirrored/unmirrored for ${floorCaseId} on this machine: (unmirrored all ${ceiling.unmirroredAllCpuUsPerIo.toFixed(1)} + floor ${(ceiling.primaryCpuUsPerWriteMedian + ceiling.secondaryCpuUsPerWriteMedian).toFixed(1)}) us per write\n`);
+    out.write(`  with all ${os.cpus().length} CPUs busy: ${n0(ceiling.ceilingIops)} IOPS, ${ceiling.ceilingRatio.toFixed(2)} of the unmirrored ${n0(ceiling.unmirroredIops)}`);
+    if (ceiling.ceilingIopsAtUnmirroredBusy !== undefined) {
+      out.write(`; with the machine as busy as in the unmirrored run (${ceiling.unmirroredBusyPct.toFixed(0)}%): ${n0(ceiling.ceilingIopsAtUnmirroredBusy)} IOPS, ${ceiling.ceilingRatioAtUnmirroredBusy.toFixed(2)}`);
+    }
+    out.write('.\n');
+  }
   const mirrorTrouble = r.runs.flatMap((x) => x.mirrorTrouble);
   if (mirrorTrouble.length > 0) {
     out.write('WARNING: the mirror left sync mode during the timed runs; the mirrored rows do not measure sync mirroring:\n');
@@ -434,6 +501,7 @@ function report(r: ReportInput): { file: string; json: Record<string, unknown> }
     samples: Object.fromEntries(r.samples),
     comparisons: r.runs,
     mirrorTrouble,
+    mirrorFloor: ceiling === undefined ? undefined : { runs: r.floor, ...ceiling },
     negotiated: { ours: ourLogin },
     tgtTargetParams: tgtParams,
     durability,

@@ -26,7 +26,7 @@ export const unsyncedBytesMax = 64 * 1024 * 1024;
 /** Batches received and not yet applied; past it the stream is paused (the primary bounds it anyway). */
 const queuedBatchesMax = 8;
 /** The receiving side's HTTP/2 window: the bulk data flows primary -> secondary on this client's stream. */
-const flowControlWindowBytes = 16 * 1024 * 1024;
+export const applierFlowControlWindowBytes = 16 * 1024 * 1024;
 const reconnectMinMs = 100;
 const reconnectMaxMs = 5000;
 const idleSyncMs = 200;
@@ -417,7 +417,7 @@ export interface ApplierLink {
 /** Dials the primary's agent for one group and keeps a stream attached, with backoff between tries. */
 export function startApplierLink(o: Omit<ApplierOptions, 'send'> & { address: string; port: number; /** whose certificate the primary must present */ peer: Identity }): ApplierLink {
   const Mirror = serviceOf('mirror.proto', 'MetroMirror');
-  const channel = channelFor(o.address, o.port, { expect: o.peer, channel: { 'grpc-node.flow_control_window': flowControlWindowBytes } });
+  const channel = channelFor(o.address, o.port, { expect: o.peer, channel: { 'grpc-node.flow_control_window': applierFlowControlWindowBytes } });
   const client = new Mirror(channel.target, channel.credentials, channel.options);
   let closed = false;
   let epoch = o.epoch;
