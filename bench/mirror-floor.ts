@@ -11,6 +11,7 @@
 // mirrored/unmirrored ratio this machine allows (report in main.ts). Run alone:
 //   node --import=tsx bench/mirror-floor.ts [--batch 16] [--seconds 5]
 import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -70,13 +71,15 @@ export async function runMirrorFloor(o: FloorOptions): Promise<FloorFigures> {
   const stop = (): void => { for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL'); };
   o.signal.addEventListener('abort', stop, { once: true });
   try {
-    const primary = startSide('primary', topologyFile, o, children);
-    await primary.next(readyTimeoutMs, (l) => 'ready' in l);
-    const secondary = startSide('secondary', topologyFile, o, children);
-    const start = await primary.next(readyTimeoutMs + warmupMs, (l) => 'mark' in l && l.mark === 'start');
+    const changed = new EventEmitter();
+    const primary = startSide('primary', topologyFile, o, children, changed);
+    await nextLine(primary, [primary], changed, readyTimeoutMs, (l) => 'ready' in l);
+    const secondary = startSide('secondary', topologyFile, o, children, changed);
+    const both = [primary, secondary];
+    const start = await nextLine(primary, both, changed, readyTimeoutMs + warmupMs, (l) => 'mark' in l && l.mark === 'start');
     const cpuStart = [cpuMs(primary.pid), cpuMs(secondary.pid)];
     const t0 = performance.now();
-    const end = await primary.next(o.seconds * 1000 + readyTimeoutMs, (l) => 'mark' in l && l.mark === 'end');
+    const end = await nextLine(primary, both, changed, o.seconds * 1000 + readyTimeoutMs, (l) => 'mark' in l && l.mark === 'end');
     const cpuEnd = [cpuMs(primary.pid), cpuMs(secondary.pid)];
     const seconds = (performance.now() - t0) / 1000;
     if (cpuStart.includes(undefined) || cpuEnd.includes(undefined)) throw new Error('a mirror floor process exited while it was timed');
@@ -104,38 +107,55 @@ async function topologyOf(file: string): Promise<Topology> {
 
 interface Side {
   readonly pid: number;
-  /** The next line that satisfies `wanted`, or a failure once the process exits or the time is up. */
-  next(timeoutMs: number, wanted: (l: FloorLine) => boolean): Promise<FloorLine>;
+  /** Why the process ended, once it has (its last words on stderr). */
+  ended(): string | undefined;
+  /** Takes the lines up to the first that satisfies `wanted`, if one came. */
+  take(wanted: (l: FloorLine) => boolean): FloorLine | undefined;
 }
 
-function startSide(role: 'primary' | 'secondary', topologyFile: string, o: FloorOptions, children: ChildProcess[]): Side {
+/**
+ * The next line of `side` that satisfies `wanted`; fails as soon as either process ends or the time
+ * is up. Every line and exit of both processes wakes it (`changed`).
+ */
+async function nextLine(side: Side, sides: readonly Side[], changed: EventEmitter, timeoutMs: number, wanted: (l: FloorLine) => boolean): Promise<FloorLine> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const line = side.take(wanted);
+    if (line !== undefined) return line;
+    for (const s of sides) {
+      const why = s.ended();
+      if (why !== undefined) throw new Error(why);
+    }
+    const left = deadline - performance.now();
+    if (left <= 0) throw new Error(`the mirror floor did not get on within ${timeoutMs} ms`);
+    await new Promise<void>((resolve) => {
+      const done = (): void => { clearTimeout(timer); changed.off('change', done); resolve(); };
+      const timer = setTimeout(done, left);
+      changed.on('change', done);
+    });
+  }
+}
+
+function startSide(role: 'primary' | 'secondary', topologyFile: string, o: FloorOptions, children: ChildProcess[], changed: EventEmitter): Side {
   const args = [...process.execArgv, selfFile, '--role', role, '--topology', topologyFile, '--batch', String(o.batchEntries), '--seconds', String(o.seconds)];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-2000); });
   const lines: FloorLine[] = [];
-  let waiter: (() => void) | undefined;
   readline.createInterface({ input: child.stdout! }).on('line', (l) => {
     try { lines.push(JSON.parse(l) as FloorLine); } catch { /* not ours: a library's line */ }
-    waiter?.();
+    changed.emit('change');
   });
-  child.once('exit', () => waiter?.());
+  child.once('exit', () => changed.emit('change'));
   return {
     pid: child.pid!,
-    async next(timeoutMs, wanted) {
-      const deadline = performance.now() + timeoutMs;
-      for (;;) {
-        const i = lines.findIndex(wanted);
-        if (i >= 0) return lines.splice(0, i + 1)[i];
-        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the mirror floor's ${role} exited (${child.exitCode ?? child.signalCode}): ${stderr.trim() || 'no message'}`);
-        const left = deadline - performance.now();
-        if (left <= 0) throw new Error(`the mirror floor's ${role} did not answer within ${timeoutMs} ms`);
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, left);
-          waiter = () => { clearTimeout(timer); waiter = undefined; resolve(); };
-        });
-      }
+    ended: () => (child.exitCode !== null || child.signalCode !== null
+      ? `the mirror floor's ${role} exited (${child.exitCode ?? child.signalCode}): ${stderr.trim() || 'no message'}`
+      : undefined),
+    take(wanted) {
+      const i = lines.findIndex(wanted);
+      return i < 0 ? undefined : lines.splice(0, i + 1)[i];
     },
   };
 }
@@ -175,7 +195,8 @@ async function servePrimary(t: Topology, batchEntries: number, seconds: number):
         fill();
         setTimeout(() => {
           say({ mark: 'start', writes: acked });
-          setTimeout(() => { say({ mark: 'end', writes: acked }); call.end(); }, seconds * 1000);
+          // Streaming goes on until the bench stops both processes: the secondary is still working when its CPU time is read.
+          setTimeout(() => say({ mark: 'end', writes: acked }), seconds * 1000);
         }, warmupMs);
       } else if (m.kind === 'ack') {
         inflight--;
