@@ -377,13 +377,31 @@ interface ReportInput {
   floor: readonly FloorFigures[];
 }
 
+/** The floor's medians and the bound they set on the mirrored QD32 case (floorCeiling). */
+interface FloorCeiling {
+  batchEntries: number;
+  batchesInFlight: number;
+  writesPerSecMedian: number;
+  primaryCpuUsPerWriteMedian: number;
+  secondaryCpuUsPerWriteMedian: number;
+  unmirroredAllCpuUsPerIo: number;
+  unmirroredIops: number;
+  /** With every CPU of the machine busy. */
+  ceilingIops: number;
+  ceilingRatio: number;
+  /** With the machine as busy as in the unmirrored run (absent when that share was not read). */
+  unmirroredBusyPct?: number;
+  ceilingIopsAtUnmirroredBusy?: number;
+  ceilingRatioAtUnmirroredBusy?: number;
+}
+
 /**
  * The most the mirrored QD32 case could reach here if the agents spent nothing on mirroring beyond
- * the floor: the unmirrored run's CPU per write (client and agent) plus the floor's (both sides),
- * with every CPU of the machine busy, over the unmirrored figure. An upper bound: the unmirrored
- * run itself leaves CPUs idle.
+ * the floor: the unmirrored run's CPU per write (client and agent) plus the floor's (both sides), over
+ * every CPU of the machine (an upper bound: the unmirrored run itself leaves CPUs idle), and over
+ * the share of them the unmirrored run kept busy; each against the unmirrored figure.
  */
-function floorCeiling(floor: readonly FloorFigures[], rows: ReadonlyArray<Record<string, unknown>>): Record<string, number> | undefined {
+function floorCeiling(floor: readonly FloorFigures[], rows: ReadonlyArray<Record<string, unknown>>): FloorCeiling | undefined {
   const row = rows.find((x) => x.id === floorCaseId);
   const unmirroredIops = row?.referenceMedian as number | undefined;
   const unmirroredAllCpu = row?.referenceAllCpuUsPerIoMedian as number | undefined;
@@ -398,7 +416,8 @@ function floorCeiling(floor: readonly FloorFigures[], rows: ReadonlyArray<Record
     primaryCpuUsPerWriteMedian: primary, secondaryCpuUsPerWriteMedian: secondary,
     unmirroredAllCpuUsPerIo: unmirroredAllCpu, unmirroredIops, ceilingIops, ceilingRatio: ceilingIops / unmirroredIops,
     ...(unmirroredBusyPct === undefined ? {} : {
-      unmirroredBusyPct, ceilingIopsAtUnmirroredBusy: (ceilingIops * unmirroredBusyPct) / 100,
+      unmirroredBusyPct,
+      ceilingIopsAtUnmirroredBusy: (ceilingIops * unmirroredBusyPct) / 100,
       ceilingRatioAtUnmirroredBusy: (ceilingIops * unmirroredBusyPct) / 100 / unmirroredIops,
     }),
   };
@@ -471,11 +490,12 @@ function report(r: ReportInput): { file: string; json: Record<string, unknown> }
   if (ceiling !== undefined) {
     out.write(`mirror floor (bench/mirror-floor.ts, medians of ${r.floor.length}): the mirror's wire alone between two processes (mutual TLS, protos/mirror.proto,\n`);
     out.write(`  ${ceiling.batchEntries}-write batches, ${ceiling.batchesInFlight} in flight; the secondary checks CRC32C, pwrites, acks each batch; no iSCSI, dirty map or policy):\n`);
-    out.write(`  ${Math.round(ceiling.writesPerSecMedian).toLocaleString('en-US')} writes/s, CPU per write: primary ${ceiling.primaryCpuUsPerWriteMedian.toFixed(1)} us, secondary ${ceiling.secondaryCpuUsPerWriteMedian.toFixed(1)} us.\n`);
+    out.write(`  ${n0(ceiling.writesPerSecMedian)} writes/s, CPU per write: primary ${ceiling.primaryCpuUsPerWriteMedian.toFixed(1)} us, secondary ${ceiling.secondaryCpuUsPerWriteMedian.toFixed(1)} us.\n`);
     out.write(`  Highest mirrored/unmirrored for ${floorCaseId} on this machine: (unmirrored all ${ceiling.unmirroredAllCpuUsPerIo.toFixed(1)} + floor ${(ceiling.primaryCpuUsPerWriteMedian + ceiling.secondaryCpuUsPerWriteMedian).toFixed(1)}) us per write\n`);
     out.write(`  with all ${os.cpus().length} CPUs busy: ${n0(ceiling.ceilingIops)} IOPS, ${ceiling.ceilingRatio.toFixed(2)} of the unmirrored ${n0(ceiling.unmirroredIops)}`);
-    if (ceiling.ceilingIopsAtUnmirroredBusy !== undefined) {
-      out.write(`; with the machine as busy as in the unmirrored run (${ceiling.unmirroredBusyPct.toFixed(0)}%): ${n0(ceiling.ceilingIopsAtUnmirroredBusy)} IOPS, ${ceiling.ceilingRatioAtUnmirroredBusy.toFixed(2)}`);
+    const { unmirroredBusyPct: busy, ceilingIopsAtUnmirroredBusy: atBusy, ceilingRatioAtUnmirroredBusy: ratioAtBusy } = ceiling;
+    if (busy !== undefined && atBusy !== undefined && ratioAtBusy !== undefined) {
+      out.write(`; with the machine as busy as in the unmirrored run (${busy.toFixed(0)}%): ${n0(atBusy)} IOPS, ${ratioAtBusy.toFixed(2)}`);
     }
     out.write('.\n');
   }
