@@ -16,10 +16,9 @@ import { startAgent, startMirroredPair, type AgentTarget, type MirroredPair } fr
 import { installRoot } from '../common/install-root.ts';
 import { checkPrerequisites } from './prerequisites.ts';
 import { cpuMs, peakRssBytes, threadCount } from './proc-stats.ts';
-import { mirrorWindowDefaults } from '../node-agent/mirror/mirror-window.ts';
 import { benchCases, benchArgs, figureOf, mirrorCases, ratioOf, runQemuBench, spreadStepBytes, type BenchCase } from './qemu-bench.ts';
 import { startTgt, type TgtTarget } from './tgt-target.ts';
-import { runMirrorFloor, type FloorFigures } from './mirror-floor.ts';
+import { floorBatchEntries, runMirrorFloor, type FloorFigures } from './mirror-floor.ts';
 import { failoverGoalMs, failoverLeaseMs, failoverLoad, runFailoverBench, switchoverPauseGoalMs, type FailoverFigures } from './failover-bench.ts';
 
 /** ours: one agent, mirroring off; mirrored: site alpha's agent mirroring to beta's in sync mode. */
@@ -236,7 +235,7 @@ const floorSeconds = 5;
 /** The mirror's transport floor (mirror-floor.ts), as many runs as each case, with no target running. */
 async function measureFloor(opts: Options, dir: string, host: (n: number) => string, signal: AbortSignal): Promise<FloorFigures[]> {
   const c = mirrorCases.find((x) => x.id === floorCaseId)!;
-  const batchEntries = Math.max(1, Math.round(c.depth / mirrorWindowDefaults.inflightBatchesMax));
+  const batchEntries = floorBatchEntries(c.depth);
   process.stdout.write(`\nmirror floor: ${opts.repeat} run(s) of the mirror's wire alone (bench/mirror-floor.ts), ${batchEntries}-write batches...\n`);
   const figures: FloorFigures[] = [];
   for (let r = 0; r < opts.repeat; r++) {

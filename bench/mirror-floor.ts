@@ -17,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import readline from 'node:readline';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import type * as grpc from '@grpc/grpc-js';
 import { crc32c } from '@node-rs/crc32';
 import { channelFor } from '../common/grpc-client.ts';
@@ -56,6 +57,11 @@ const fileBytes = 1024 ** 3;
 const warmupMs = 2000;
 const readyTimeoutMs = 60_000;
 const selfFile = fileURLToPath(import.meta.url);
+
+/** The batch a host's writes at `depth` make: what queues while the window's other batches are in flight. */
+export function floorBatchEntries(depth: number): number {
+  return Math.max(1, Math.round(depth / mirrorWindowDefaults.inflightBatchesMax));
+}
 
 /** Lines a floor process prints on stdout, one JSON object each. */
 type FloorLine = { ready: true } | { mark: 'start' | 'end'; writes: number };
@@ -241,35 +247,40 @@ function runSecondary(t: Topology, dir: string): void {
   call.write({ hello: { cluster: t.name, group: t.groups[0].name, site: own.name, epoch: '1' } });
 }
 
-function argOf(name: string, fallback?: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i >= 0 ? process.argv[i + 1] : fallback;
-  if (v === undefined) throw new Error(`--${name} is required`);
-  return v;
+function positive(v: string): number {
+  const n = Number(v);
+  if (!(n > 0)) throw new InvalidArgumentError('expected a positive number');
+  return n;
 }
 
 async function cli(): Promise<void> {
-  const role = process.argv.includes('--role') ? argOf('role') : undefined;
-  const batchEntries = Number(argOf('batch', String(32 / mirrorWindowDefaults.inflightBatchesMax)));
-  const seconds = Number(argOf('seconds', '5'));
-  if (!Number.isInteger(batchEntries) || batchEntries < 1 || !(seconds > 0)) throw new Error('--batch takes a positive integer and --seconds a positive number');
-  if (role === undefined) {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'metro-floor-'));
-    const octet = 100 + (process.pid % 150);
-    const ac = new AbortController();
-    process.once('SIGINT', () => ac.abort());
-    try {
-      const f = await runMirrorFloor({ dir, hosts: [`127.0.${octet}.8`, `127.0.${octet}.9`, `127.0.${octet}.10`], batchEntries, seconds, signal: ac.signal });
-      process.stdout.write(`mirror floor: ${f.batchEntries}-write batches, ${f.batchesInFlight} in flight: ${Math.round(f.writesPerSec)} writes/s; CPU per write: primary ${f.primaryCpuUsPerWrite.toFixed(1)} us, secondary ${f.secondaryCpuUsPerWrite.toFixed(1)} us\n`);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+  const program = new Command('mirror-floor')
+    .description("the mirror's transport floor on this machine: CPU per mirrored 4 KiB write on each side, the mirror's wire alone")
+    .option('--batch <n>', 'writes per batch message', (v) => { const n = positive(v); if (!Number.isInteger(n)) throw new InvalidArgumentError('expected a whole number'); return n; }, floorBatchEntries(32))
+    .option('--seconds <s>', 'timed seconds after the warm-up', positive, 5)
+    .addOption(new Option('--role <role>', 'one side of a pair this program started').choices(['primary', 'secondary']).hideHelp())
+    .addOption(new Option('--topology <file>', "the pair's topology").hideHelp())
+    .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
+  program.parse();
+  const o = program.opts<{ batch: number; seconds: number; role?: 'primary' | 'secondary'; topology?: string }>();
+  if (o.role !== undefined) {
+    const file = o.topology;
+    if (file === undefined) throw new Error('--role needs --topology');
+    const t = await topologyOf(file);
+    if (o.role === 'primary') await servePrimary(t, o.batch, o.seconds);
+    else runSecondary(t, path.dirname(file));
     return;
   }
-  const t = await topologyOf(argOf('topology'));
-  if (role === 'primary') await servePrimary(t, batchEntries, seconds);
-  else if (role === 'secondary') runSecondary(t, path.dirname(argOf('topology')));
-  else throw new Error(`--role takes primary or secondary, not ${role}`);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'metro-floor-'));
+  const octet = 100 + (process.pid % 150);
+  const ac = new AbortController();
+  process.once('SIGINT', () => ac.abort());
+  try {
+    const f = await runMirrorFloor({ dir, hosts: [`127.0.${octet}.8`, `127.0.${octet}.9`, `127.0.${octet}.10`], batchEntries: o.batch, seconds: o.seconds, signal: ac.signal });
+    process.stdout.write(`mirror floor: ${f.batchEntries}-write batches, ${f.batchesInFlight} in flight: ${Math.round(f.writesPerSec)} writes/s; CPU per write: primary ${f.primaryCpuUsPerWrite.toFixed(1)} us, secondary ${f.secondaryCpuUsPerWrite.toFixed(1)} us\n`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 if (process.argv[1] !== undefined && fs.realpathSync(process.argv[1]) === selfFile) {

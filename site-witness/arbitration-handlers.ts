@@ -12,6 +12,11 @@ import { batchRequestsMax, outcomeToWire, requestFromWire, replyToWire } from '.
 
 export type Callback = (err: grpc.ServiceError | null, reply?: object) => void;
 
+/** A request refused for what it holds, in the bounded log of refusals. */
+function logRefused(refusals: LogLimiter, call: grpc.ServerUnaryCall<unknown, unknown>, reason: string): void {
+  refusals.warn('witness call refused', { call: call.getPath(), peer: call.getPeer(), reason });
+}
+
 /** Maps a refused or failed call to a gRPC status with a reason; never crashes the witness. */
 export function answer<T extends object>(cb: Callback, work: () => Promise<T>, log: Logger, refusals: LogLimiter, call: grpc.ServerUnaryCall<unknown, unknown>): void {
   // A throw before the first await (a malformed message) is a refusal too, never a crash.
@@ -20,7 +25,7 @@ export function answer<T extends object>(cb: Callback, work: () => Promise<T>, l
     (err: unknown) => {
       const fail = (code: grpc.status, details: string): void => cb(refusalStatus(code, details));
       if (err instanceof InvalidWitnessRequest) {
-        refusals.warn('witness call refused', { call: call.getPath(), peer: call.getPeer(), reason: err.message });
+        logRefused(refusals, call, err.message);
         return fail(grpc.status.INVALID_ARGUMENT, err.message);
       }
       log.error('arbitration failed', { error: err instanceof Error ? err.message : String(err) });
@@ -54,7 +59,7 @@ export function arbitrationHandlers(service: WitnessService, log: Logger, refusa
       answer(cb, async () => {
         if (requests.length > batchRequestsMax) throw new InvalidWitnessRequest(`a batch holds at most ${batchRequestsMax} requests, not ${requests.length}`);
         const outcomes = await service.arbitrateBatch(requests.map(requestFromWire));
-        for (const o of outcomes) if ('invalid' in o) refusals.warn('witness call refused', { call: call.getPath(), peer: call.getPeer(), reason: o.invalid });
+        for (const o of outcomes) if ('invalid' in o) logRefused(refusals, call, o.invalid);
         return { outcomes: outcomes.map(outcomeToWire) };
       }, log, refusals, call);
     },
